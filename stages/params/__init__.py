@@ -1,0 +1,102 @@
+"""The typed schema of params.yaml, validated once at the edge of every stage.
+
+Each stage calls :func:`load_params` first: an unknown key, a wrong type or an impossible value is
+reported as ONE line naming the key (``params.yaml: dexter.stepz: unknown key``) before any model or
+dataset is touched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from stages.params.base import Section
+from stages.params.data import CelebASection, ModelSet, SyntheticSection, TrainSettings, WaterbirdsSection
+from stages.params.dexter import DexterSection
+from stages.params.dro import DroSection, LabellingSection
+from stages.params.reasoning import ReasoningSection
+from stages.params.world import WorldSection
+
+DatasetName = Literal["synthetic", "waterbirds", "celeba"]
+
+
+class Params(Section):
+    dataset: DatasetName = "synthetic"
+    device: str = "auto"
+    seed: int = 0
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    synthetic: SyntheticSection = SyntheticSection()
+    waterbirds: WaterbirdsSection = WaterbirdsSection()
+    celeba: CelebASection = CelebASection()
+    models: dict[str, ModelSet]
+    world: WorldSection = WorldSection()
+    dexter: DexterSection = DexterSection()
+    reasoning: ReasoningSection = ReasoningSection()
+    labelling: LabellingSection = LabellingSection()
+    dro: DroSection = DroSection()
+
+    @model_validator(mode="after")
+    def _models_exist(self) -> Params:
+        wanted = self.dataset_section.models
+        if wanted not in self.models:
+            raise ValueError(f"{self.dataset}.models names {wanted!r}, but models has only {sorted(self.models)}")
+        if not self.seeds:
+            raise ValueError("seeds must name at least one seed")
+        return self
+
+    @property
+    def dataset_section(self) -> SyntheticSection | WaterbirdsSection | CelebASection:
+        return getattr(self, self.dataset)
+
+    @property
+    def model_set(self) -> ModelSet:
+        return self.models[self.dataset_section.models]
+
+    @property
+    def train(self) -> TrainSettings:
+        return self.dataset_section.train
+
+
+class ParamsError(ValueError):
+    """params.yaml is invalid; the message is one line that names the key."""
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: file not found (run from the project root)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    return parse_params(raw, source=str(path))
+
+
+def parse_params(raw: dict, source: str = "params.yaml") -> Params:
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: top level must be a mapping")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as e:
+        raise ParamsError(f"{source}: {_first_error(e)}") from None
+
+
+def _first_error(e: ValidationError) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    else:
+        msg = err["msg"].removeprefix("Value error, ")
+        if "input" in err and not isinstance(err["input"], dict | list):
+            msg += f" (got {err['input']!r})"
+    more = f" (+{e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"
+
+
+__all__ = ["Params", "ParamsError", "load_params", "parse_params", "TrainSettings", "ModelSet"]
