@@ -1,0 +1,139 @@
+"""Validated shapes of what the reasoning module reads and writes.
+
+Inputs (``keywords.json`` from DEXTER) are validated on the way in so a malformed file is reported
+by name instead of surfacing as a KeyError deep inside a backend; outputs are validated on the way
+out so nothing unchecked (for instance an LLM's half-JSON) ever reaches ``attributes.json``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_ATTRIBUTE_WORDS = 8
+MAX_ATTRIBUTE_CHARS = 60
+
+
+class RunRecord(BaseModel):
+    """One DEXTER run of a class, as ``keywords.json`` lists it (extra fields are tolerated)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    run: int
+    words: list[str] = Field(default_factory=list)
+    prompt: str = ""
+    steps: int = 0
+    stopped_early: bool = False
+    hits: int = 0
+
+
+class KeywordsFile(BaseModel):
+    """``keywords.json`` written by DEXTER for one class."""
+
+    model_config = ConfigDict(extra="allow")
+
+    class_index: int
+    class_name: str = Field(min_length=1)
+    mode: str = "single"
+    keywords: list[str] = Field(default_factory=list)
+    runs: list[RunRecord] = Field(default_factory=list)
+
+
+def clean_phrase(text: str) -> str:
+    """Lower-case, trim and collapse whitespace and surrounding punctuation of one attribute phrase."""
+    text = " ".join(str(text).split()).strip(" .,;:!?\"'`*-_").lower()
+    return text
+
+
+class AttributeProposal(BaseModel):
+    """What a backend proposes as pseudo-slice attributes: short phrases usable as CLIP text.
+
+    The validators are strict on purpose: an LLM answer that fails them is sent back for repair.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    attributes: list[str] = Field(min_length=1)
+    rationale: str = Field(min_length=1)
+
+    @field_validator("attributes")
+    @classmethod
+    def _short_phrases(cls, value: list[str]) -> list[str]:
+        out = []
+        for raw in value:
+            if not isinstance(raw, str):
+                raise ValueError(f"every attribute must be a string, got {raw!r}")
+            phrase = clean_phrase(raw)
+            if not phrase:
+                raise ValueError("attributes must not be empty strings")
+            if "\n" in raw or len(phrase) > MAX_ATTRIBUTE_CHARS or len(phrase.split()) > MAX_ATTRIBUTE_WORDS:
+                raise ValueError(
+                    f"attribute {raw!r} is not a short phrase (at most {MAX_ATTRIBUTE_WORDS} words, "
+                    f"{MAX_ATTRIBUTE_CHARS} characters)"
+                )
+            out.append(phrase)
+        return out
+
+    @field_validator("rationale")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("rationale must not be empty")
+        return value
+
+
+class AttributesFile(BaseModel):
+    """``attributes.json``: what the slice-labelling stage reads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    class_name: str
+    attributes: list[str]
+    rationale: str
+    keywords: list[str]
+    written_by: str
+
+
+class ClassReasoning(BaseModel):
+    """Everything :func:`reason_about_class` produced for one class (also what it wrote to disk)."""
+
+    class_name: str
+    captions: dict[str, str]
+    report: str
+    attributes: AttributesFile
+
+
+def finalize_attributes(phrases: list[str], class_name: str, limit: int | None = None) -> list[str]:
+    """Deduplicate phrases and drop the class name itself (and its plural), keeping order.
+
+    Why: the class name is what every class image shows, so as a slice attribute it separates
+    nothing; and a duplicate would double its weight in the CLIP prototype.
+    """
+    banned = _class_name_forms(class_name)
+    seen: set[str] = set()
+    out = []
+    for raw in phrases:
+        phrase = clean_phrase(raw)
+        key = _singular(phrase)
+        if not phrase or key in banned or key in seen:
+            continue
+        seen.add(key)
+        out.append(phrase)
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+def _singular(phrase: str) -> str:
+    words = phrase.split()
+    if words and len(words[-1]) > 3 and words[-1].endswith("s") and not words[-1].endswith("ss"):
+        words[-1] = words[-1][:-1]
+    return " ".join(words)
+
+
+def _class_name_forms(class_name: str) -> set[str]:
+    name = clean_phrase(re.sub(r"[_]+", " ", class_name))
+    forms = {_singular(name), _singular(name.replace(" ", ""))}
+    return {f for f in forms if f}

@@ -1,0 +1,120 @@
+"""Group DRO (Sagawa et al., ICLR 2020) as a loss object with explicit state, plus ERM and a balanced sampler.
+
+METHOD.md section 4, per batch:
+
+1. ``l_g``: mean per-sample loss of group g in the batch. A group absent from the batch has
+   ``l_g = 0`` (as in the reference code: its weight then only moves through the adjustment term and
+   the renormalisation).
+2. adjusted ``a_g = l_g + C / sqrt(n_g)`` (``n_g`` = training count of group g; groups with
+   ``n_g = 0`` never occur and get no adjustment), optionally normalised to sum 1.
+3. ``q_g <- q_g * exp(eta * a_g)``, renormalised (``q`` starts uniform).
+4. robust loss ``= sum_g q_g * l_g`` with the NEW ``q`` and the UNADJUSTED ``l_g``. (The reference
+   code adds the adjustment in place and so back-propagates the adjusted losses; METHOD.md follows
+   the paper's definition instead.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+
+def group_mean_losses(per_sample: torch.Tensor, groups: torch.Tensor, num_groups: int
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean loss per group (0 where the group is absent) and the number of samples per group."""
+    if per_sample.shape != groups.shape:
+        raise ValueError(f"losses {tuple(per_sample.shape)} and groups {tuple(groups.shape)} differ")
+    if len(groups) and (int(groups.min()) < 0 or int(groups.max()) >= num_groups):
+        raise ValueError(f"group ids must lie in [0, {num_groups}); got {groups.min()}..{groups.max()}")
+    one_hot = torch.nn.functional.one_hot(groups, num_groups).to(per_sample.dtype)  # B x G
+    counts = one_hot.sum(0)
+    sums = one_hot.t() @ per_sample
+    return sums / counts.clamp(min=1), counts
+
+
+class GroupDROLoss:
+    """Stateful robust loss. Call it with per-sample losses and group ids; it updates ``q`` and returns
+    the robust loss. ``state_dict``/``load_state_dict`` make a resumed run continue with the same ``q``."""
+
+    def __init__(
+        self,
+        group_counts: Sequence[int] | np.ndarray | torch.Tensor,
+        *,
+        eta: float = 0.01,
+        adjustment: float | Sequence[float] = 0.0,
+        normalize_loss: bool = False,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        counts = torch.as_tensor(np.asarray(group_counts), dtype=torch.float32, device=device)
+        if counts.ndim != 1 or len(counts) < 1:
+            raise ValueError("group_counts must be a non-empty 1-D sequence")
+        if eta <= 0:
+            raise ValueError(f"eta must be positive, got {eta}")
+        self.num_groups = len(counts)
+        self.eta = float(eta)
+        self.normalize_loss = bool(normalize_loss)
+        adj = torch.as_tensor(adjustment, dtype=torch.float32, device=device).expand(self.num_groups)
+        if bool((adj < 0).any()):
+            raise ValueError("adjustment C must be >= 0")
+        # C / sqrt(n_g), 0 for groups without training data (they never appear in a batch).
+        self.adjust = torch.where(counts > 0, adj / counts.clamp(min=1).sqrt(), torch.zeros_like(adj))
+        self.q = torch.full((self.num_groups,), 1.0 / self.num_groups, device=device)
+
+    def __call__(self, per_sample: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        losses, _ = group_mean_losses(per_sample, groups, self.num_groups)
+        adjusted = losses.detach() + self.adjust
+        if self.normalize_loss:
+            adjusted = adjusted / adjusted.sum().clamp(min=1e-12)
+        q = self.q * torch.exp(self.eta * adjusted)
+        self.q = q / q.sum()
+        return losses @ self.q
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"q": self.q.detach().cpu().clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        q = state["q"]
+        if q.shape != self.q.shape:
+            raise ValueError(f"saved q has {len(q)} groups, this loss has {self.num_groups}")
+        self.q = q.to(self.q.device, self.q.dtype).clone()
+
+
+class ERMLoss:
+    """The plain mean: ERM through the same trainer interface (no state)."""
+
+    def __call__(self, per_sample: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
+        return per_sample.mean()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        pass
+
+
+def epoch_order(
+    n: int, seed: int, epoch: int, *, groups: np.ndarray | None = None, balanced: bool = False
+) -> np.ndarray:
+    """The sample indices of one epoch, a pure function of (seed, epoch): a resumed run repeats exactly.
+
+    ``balanced``: draw ``n`` indices with replacement, each with probability proportional to
+    ``1 / n_{group}`` (every group equally likely per draw, as the reference code's weighted sampler).
+    Otherwise a plain permutation.
+    """
+    rng = np.random.default_rng([seed, epoch, 0x5EED])
+    if not balanced:
+        return rng.permutation(n)
+    if groups is None or len(groups) != n:
+        raise ValueError("balanced sampling needs one group id per sample")
+    if (groups < 0).any():
+        raise ValueError("balanced sampling needs a known group for every sample")
+    counts = np.bincount(groups)
+    weights = 1.0 / counts[groups]
+    return rng.choice(n, size=n, replace=True, p=weights / weights.sum())
+
+
+def batches(order: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]

@@ -1,0 +1,250 @@
+"""One trainer for ERM and group DRO, checkpointed every epoch and resumable.
+
+The same loop trains the ERM classifier DEXTER audits, GroupDRO on true groups (the oracle row) and
+GroupDRO on DEXTER's pseudo-groups. What a method may see is decided by the caller, through the group
+arrays it passes: ``train_groups`` feed the DRO loss and the balanced sampler, ``val_groups`` feed
+model selection (best validation worst-group accuracy; plain validation accuracy when no groups are
+given). For DRO-DEXTER the caller passes pseudo-groups for both, so no true group label enters
+training or selection.
+
+Resuming: after every epoch ``last.pt`` (model, optimizer, DRO state ``q``, RNG states, history,
+best-so-far) is written atomically, and the best weights go to ``best.safetensors``. The order of
+samples in epoch ``e`` is a pure function of (seed, e), so a run killed at any point and rerun ends
+with the same weights as an uninterrupted run. A checkpoint written for different settings, data or
+initial weights (its fingerprint differs) is ignored, never resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dro.evaluate import group_accuracies, worst_group_accuracy
+from dro.group_dro import ERMLoss, GroupDROLoss, epoch_order
+from dro.io import atomic_write_json, atomic_writer
+from dro.sources import InputSource, predict
+
+LAST = "last.pt"
+BEST = "best.safetensors"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run (METHOD.md section 4 for the DRO part)."""
+
+    method: Literal["erm", "group_dro"]
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    eta: float = 0.01
+    adjustment: float = 0.0
+    normalize_loss: bool = False
+    balanced_sampling: bool = True
+    eval_batch_size: int = 512
+
+    def __post_init__(self) -> None:
+        if self.method not in ("erm", "group_dro"):
+            raise ValueError(f"method must be 'erm' or 'group_dro', got {self.method!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int  # 1-based; the weights in the returned module are this epoch's
+    best_score: float
+    selection: str  # "val_worst_group" or "val_avg"
+    history: list[dict] = field(default_factory=list)
+    resumed_from: int = 0  # epochs already done when this call started
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """One split as the trainer sees it: inputs, labels, and the groups the method may see (or None)."""
+
+    source: InputSource
+    y: np.ndarray
+    groups: np.ndarray | None = None
+    num_groups: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.source) != len(self.y):
+            raise ValueError(f"{len(self.source)} inputs but {len(self.y)} labels")
+        if self.groups is not None:
+            if len(self.groups) != len(self.y):
+                raise ValueError(f"{len(self.y)} labels but {len(self.groups)} group ids")
+            if (np.asarray(self.groups) < 0).any():
+                raise ValueError("group ids must be known (>= 0) for every sample a method may see")
+            if self.num_groups <= int(np.max(self.groups, initial=-1)):
+                raise ValueError(f"num_groups={self.num_groups} but group id {int(np.max(self.groups))} occurs")
+
+
+def _hash_arrays(*arrays: np.ndarray | None) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(b"none" if a is None else np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _hash_module(module: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in module.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def fingerprint(module: nn.Module, cfg: TrainConfig, train: SplitData, val: SplitData) -> str:
+    """Identity of a run: settings, data, visible groups and the INITIAL weights."""
+    parts = {
+        "cfg": asdict(cfg),
+        "init": _hash_module(module),
+        "train": [train.source.fingerprint(), _hash_arrays(train.y, train.groups), train.num_groups],
+        "val": [val.source.fingerprint(), _hash_arrays(val.y, val.groups), val.num_groups],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in module.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def _validate(module: nn.Module, val: SplitData, device, batch_size: int) -> dict:
+    pred = predict(module, val.source, device, batch_size)
+    out = {"val_acc": float((pred == val.y).mean())}
+    if val.groups is not None:
+        acc = group_accuracies(pred, val.y, val.groups, val.num_groups)
+        out["val_worst_group_acc"] = worst_group_accuracy(acc)
+        out["val_group_acc"] = [None if np.isnan(a) else float(a) for a in acc]
+    return out
+
+
+def _rng_state() -> dict:
+    """Global RNG states as tensors and plain values (loadable with ``weights_only=True``)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            "python": list(random.getstate())}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def train(
+    module: nn.Module,
+    train_data: SplitData,
+    val_data: SplitData,
+    cfg: TrainConfig,
+    ckpt_dir: Path | str,
+    *,
+    device: torch.device | str = "cpu",
+    log: Callable[[str], None] = print,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Train ``module`` in place, resuming from ``ckpt_dir`` if a matching checkpoint is there, and
+    leave it holding the weights of the selected (best validation) epoch.
+
+    ``on_batch(epoch, step)`` is called after every optimiser step (progress bars, tests that
+    interrupt a run)."""
+    from safetensors.torch import load_file, save
+
+    ckpt_dir = Path(ckpt_dir)
+    module.to(device)
+    if cfg.method == "group_dro" and train_data.groups is None:
+        raise ValueError("group DRO needs training groups")
+    fp = fingerprint(module, cfg, train_data, val_data)
+    optimizer = _optimizer(module, cfg)
+    if cfg.method == "group_dro":
+        counts = np.bincount(train_data.groups, minlength=train_data.num_groups)
+        loss_fn: GroupDROLoss | ERMLoss = GroupDROLoss(
+            counts, eta=cfg.eta, adjustment=cfg.adjustment, normalize_loss=cfg.normalize_loss, device=device)
+    else:
+        loss_fn = ERMLoss()
+    selection = "val_worst_group" if val_data.groups is not None else "val_avg"
+
+    start_epoch, history, best = 0, [], {"epoch": 0, "score": -1.0}
+    last = ckpt_dir / LAST
+    if last.exists():
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        if state.get("fingerprint") == fp:
+            module.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            loss_fn.load_state_dict(state["loss"])
+            _set_rng_state(state["rng"])
+            start_epoch, history, best = state["epoch"], state["history"], state["best"]
+            log(f"resuming from {last} after epoch {start_epoch}/{cfg.epochs}")
+        else:
+            log(f"ignoring checkpoint {last}: written for other settings, data or initial weights")
+
+    balanced = cfg.method == "group_dro" and cfg.balanced_sampling
+    n = len(train_data.y)
+    y_all = torch.from_numpy(np.asarray(train_data.y, dtype=np.int64))
+    g_all = None if train_data.groups is None else torch.from_numpy(np.asarray(train_data.groups, dtype=np.int64))
+    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        module.train()
+        order = epoch_order(n, cfg.seed, epoch, groups=train_data.groups, balanced=balanced)
+        loss_sum, correct, seen = 0.0, 0, 0
+        for step, (idx, x) in enumerate(train_data.source.iterate(order, cfg.batch_size, device)):
+            ti = torch.from_numpy(idx)
+            yb = y_all[ti].to(device)
+            logits = module(x)
+            per_sample = F.cross_entropy(logits, yb, reduction="none")
+            loss = loss_fn(per_sample, g_all[ti].to(device) if g_all is not None else None)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += int((logits.detach().argmax(1) == yb).sum())
+            seen += len(idx)
+            if on_batch is not None:
+                on_batch(epoch, step)
+        row = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1)}
+        row.update(_validate(module, val_data, device, cfg.eval_batch_size))
+        if isinstance(loss_fn, GroupDROLoss):
+            row["q"] = [float(v) for v in loss_fn.q]
+        history.append(row)
+        score = row["val_worst_group_acc"] if selection == "val_worst_group" else row["val_acc"]
+        if score > best["score"]:
+            best = {"epoch": epoch, "score": float(score)}
+            with atomic_writer(ckpt_dir / BEST, "wb") as f:
+                f.write(save({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}))
+        log(f"epoch {epoch}/{cfg.epochs} loss {row['train_loss']:.4f} train_acc {row['train_acc']:.3f} "
+            f"val_acc {row['val_acc']:.3f}"
+            + (f" val_wg {row['val_worst_group_acc']:.3f}" if "val_worst_group_acc" in row else ""))
+        state = {
+            "fingerprint": fp, "epoch": epoch, "model": module.state_dict(),
+            "optimizer": optimizer.state_dict(), "loss": loss_fn.state_dict(), "rng": _rng_state(),
+            "history": history, "best": best, "config": asdict(cfg),
+        }
+        with atomic_writer(last, "wb") as f:
+            torch.save(state, f)
+
+    module.load_state_dict(load_file(ckpt_dir / BEST, device=str(device) if str(device) != "cpu" else "cpu"))
+    module.eval()
+    atomic_write_json(ckpt_dir / "history.json", {"fingerprint": fp, "best": best, "history": history})
+    return TrainResult(best_epoch=best["epoch"], best_score=best["score"], selection=selection,
+                       history=history, resumed_from=start_epoch)

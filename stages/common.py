@@ -1,0 +1,74 @@
+"""What every stage shares: one-line errors for bad input, device choice, and standard paths.
+
+Stages are thin: validate params, call the library, write outputs. Anything that goes wrong because of
+the user's input (params, dataset files, model ids) ends the stage with ONE line on stderr and exit
+code 2, never a traceback; real bugs still raise.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+PREPARED_DIR = Path("data/prepared")
+OUTPUTS_DIR = Path("outputs")
+RESULTS_DIR = Path("results")
+METRICS_DIR = Path("metrics")
+
+
+class StageInputError(RuntimeError):
+    """Bad input detected by a stage itself (not by the params schema or a dataset loader)."""
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean 'your input is wrong', collected lazily to keep start-up fast."""
+    from dro.data.base import DatasetError
+    from stages.params import ParamsError
+
+    errors: list[type[BaseException]] = [ParamsError, DatasetError, StageInputError, FileNotFoundError]
+    try:
+        from dexter.errors import DexterInputError  # the explanation core's own input errors
+
+        errors.append(DexterInputError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def stage_main(fn: Callable[[], None]) -> Callable[[], None]:
+    """Run a stage's main, turning user errors into one line on stderr and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper() -> None:
+        os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+        try:
+            fn()
+        except user_errors() as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper
+
+
+def resolve_device(spec: str):
+    """``auto`` -> cuda if available else cpu; anything else is passed to torch, checked early."""
+    import torch
+
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise StageInputError(f"device: {spec!r} asked for, but no CUDA device is available (use 'auto' or 'cpu')")
+    return device
+
+
+def compute_dtype(device):
+    """Half precision on GPUs (bf16 where supported), full precision on CPU."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
