@@ -62,25 +62,20 @@ def main() -> None:
 
         root = ensure_waterbirds(Path(section.root), download=section.download)
         info, records = load_waterbirds(root)
-        write_prepared(args.out, info, records, root=_dataset_root(root, records))
+        write_prepared(args.out, info, records, root=root)
     else:
         from dro.data.celeba import load_celeba
         from dro.data.download import ensure_celeba
 
         root = ensure_celeba(Path(section.root), download=section.download)
         info, records = load_celeba(root, target=section.target, spurious=section.spurious)
-        write_prepared(args.out, info, records, root=_dataset_root(root, records))
+        write_prepared(args.out, info, records, root=root)
 
     splits = open_prepared(args.out)
     stats = {"dataset": params.dataset, "splits": group_statistics(splits)}
     atomic_write_json(args.stats, stats)
     for name, s in stats["splits"].items():
         print(f"{name}: {s['size']} images, groups {s['groups']}")
-
-
-def _dataset_root(root: Path, records) -> Path:
-    """The loaders return sources relative to the folder that holds the images."""
-    return getattr(records, "root", root)
 
 
 if __name__ == "__main__":

@@ -111,12 +111,12 @@ def finalize_attributes(phrases: list[str], class_name: str, limit: int | None =
     Why: the class name is what every class image shows, so as a slice attribute it separates
     nothing; and a duplicate would double its weight in the CLIP prototype.
     """
-    banned = _class_name_forms(class_name)
+    banned = class_name_forms(class_name)
     seen: set[str] = set()
     out = []
     for raw in phrases:
         phrase = clean_phrase(raw)
-        key = _singular(phrase)
+        key = singular(phrase)
         if not phrase or key in banned or key in seen:
             continue
         seen.add(key)
@@ -126,14 +126,14 @@ def finalize_attributes(phrases: list[str], class_name: str, limit: int | None =
     return out
 
 
-def _singular(phrase: str) -> str:
+def singular(phrase: str) -> str:
     words = phrase.split()
     if words and len(words[-1]) > 3 and words[-1].endswith("s") and not words[-1].endswith("ss"):
         words[-1] = words[-1][:-1]
     return " ".join(words)
 
 
-def _class_name_forms(class_name: str) -> set[str]:
+def class_name_forms(class_name: str) -> set[str]:
     name = clean_phrase(re.sub(r"[_]+", " ", class_name))
-    forms = {_singular(name), _singular(name.replace(" ", ""))}
+    forms = {singular(name), singular(name.replace(" ", ""))}
     return {f for f in forms if f}

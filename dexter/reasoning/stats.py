@@ -70,6 +70,8 @@ def caption_word_stats(
     if n == 0:
         return []
     bank_sets = [set(words_of(p)) for p in bank]
+    if not bank_sets:
+        raise ValueError("caption_word_stats needs a non-empty phrase bank as the reference rate")
     caption_sets = [set(words_of(c)) for c in captions]
     stop = stopwords()
     words = sorted({w for s in caption_sets for w in s} - stop)
@@ -77,8 +79,8 @@ def caption_word_stats(
     for w in words:
         frames = sum(w in s for s in caption_sets)
         in_bank = sum(w in s for s in bank_sets)
-        # +0.5 smoothing: a caption word missing from the bank (free-text captions) is rare, not impossible.
-        expected = (in_bank + 0.5) / (len(bank_sets) + 1) if in_bank < len(bank_sets) else 1.0
+        # A caption word missing from the bank (free-text captions) is rare, not impossible: half a phrase.
+        expected = in_bank / len(bank_sets) if in_bank else 0.5 / (len(bank_sets) + 1)
         share = frames / n
         lift = share / expected
         p = binomial_upper_tail(frames, n, expected)

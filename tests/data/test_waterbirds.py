@@ -51,7 +51,8 @@ def test_prepared_index_round_trip_reads_images_and_groups(waterbirds_parent: Pa
     assert len(splits["val"]) == 8 and len(splits["test"]) == 12
 
 
-@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink_out"])
+@pytest.mark.parametrize("kind", ["dotdot", "dotdot_inside_dir", "absolute", "absolute_top", "symlink_out",
+                                  "symlink_dir_out"])
 def test_paths_escaping_the_root_are_refused(tmp_path: Path, kind: str) -> None:
     outside = tmp_path / "outside.jpg"
     write_jpeg(outside, 0)  # the file exists, so only the escape check can stop it
@@ -59,14 +60,23 @@ def test_paths_escaping_the_root_are_refused(tmp_path: Path, kind: str) -> None:
     write_jpeg(folder / "001.A/ok.jpg", 1)
     if kind == "dotdot":
         bad = "../../outside.jpg"
+    elif kind == "dotdot_inside_dir":
+        bad = "001.A/../../../outside.jpg"
     elif kind == "absolute":
         bad = str(outside)
+    elif kind == "absolute_top":  # '/ok.jpg' must not be read as '<root>/ok.jpg'
+        write_jpeg(folder / "ok.jpg", 2)
+        bad = "/ok.jpg"
+    elif kind == "symlink_dir_out":
+        (folder / "002.B").symlink_to(tmp_path, target_is_directory=True)
+        bad = "002.B/outside.jpg"
     else:
         (folder / "001.A").joinpath("link.jpg").symlink_to(outside)
         bad = "001.A/link.jpg"
     write_waterbirds_metadata(folder, [[1, "001.A/ok.jpg", 0, 0, 0, "x"], [2, bad, 1, 0, 1, "y"]])
-    with pytest.raises(DatasetError, match="escapes the dataset root"):
+    with pytest.raises(DatasetError, match="escapes the dataset root") as err:
         load_waterbirds(tmp_path / "wb")
+    assert repr(bad) in str(err.value)  # names the offending metadata entry
 
 
 def test_symlink_that_stays_inside_is_accepted(tmp_path: Path) -> None:

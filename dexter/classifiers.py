@@ -1,0 +1,250 @@
+"""Classifiers as DEXTER sees them: [0,1] images -> (logits, penultimate features), plus the final linear layer.
+
+Every supported classifier becomes a :class:`FeatureHeadClassifier` — the documented adapter for ANY model::
+
+    FeatureHeadClassifier(features=f, head=nn.Linear(F, C), preprocess=p, class_names=[...])
+
+with ``features(preprocess(x01))`` -> (N, F) penultimate activations and ``head(features)`` -> logits. The
+head's weight is what selects feature neurons without data (METHOD.md 1.3): the k units with the largest
+weight to class c. Preprocessing must be differentiable (tensor resize + normalise): gradients flow
+through it into the generated image.
+
+Sources: a torchvision architecture by name (ImageNet weights when they can be fetched, class names from
+the weights' metadata), a checkpoint for a torchvision architecture, the robust ResNet-50 checkpoint of
+the Salient-ImageNet work (``{"model": {"module.model.conv1.weight": ...}}``), or the adapter directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ClassifierError(ValueError):
+    """The classifier cannot be built (unknown name, unreadable checkpoint, weights unreachable)."""
+
+
+class FeatureHeadClassifier(nn.Module):
+    """``forward(x01) -> (logits, features)``; ``head`` is the final ``nn.Linear`` (C x F weight)."""
+
+    def __init__(self, features: Callable[[torch.Tensor], torch.Tensor], head: nn.Linear,
+                 preprocess: Callable[[torch.Tensor], torch.Tensor], class_names: Sequence[str]) -> None:
+        super().__init__()
+        if not isinstance(head, nn.Linear):
+            raise ClassifierError(f"head must be an nn.Linear, got {type(head).__name__}")
+        if len(class_names) != head.out_features:
+            raise ClassifierError(f"{len(class_names)} class names for a head with {head.out_features} outputs")
+        self.features = features
+        self.head = head
+        self.preprocess = preprocess
+        self.class_names = list(class_names)
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.out_features
+
+    @property
+    def head_weight(self) -> torch.Tensor:
+        return self.head.weight
+
+    def forward(self, x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.features(self.preprocess(x01))
+        if feats.dim() != 2:
+            feats = feats.flatten(1)
+        return self.head(feats), feats
+
+
+def top_feature_neurons(head_weight: torch.Tensor, class_index: int, k: int) -> list[int]:
+    """The k penultimate units with the largest weight to ``class_index`` (data-free selection)."""
+    if not 0 <= class_index < head_weight.shape[0]:
+        raise ClassifierError(f"class index {class_index} out of range [0, {head_weight.shape[0]})")
+    k = min(k, head_weight.shape[1])
+    return [int(i) for i in torch.topk(head_weight[class_index].detach().float(), k).indices]
+
+
+class Normalize(nn.Module):
+    """Differentiable resize (shorter side, bilinear, antialiased) + centre crop + mean/std normalisation."""
+
+    def __init__(self, size: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                 resize: int | None = None) -> None:
+        super().__init__()
+        self.size, self.resize = size, resize or size
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if min(h, w) != self.resize:
+            scale = self.resize / min(h, w)
+            x = nn.functional.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bilinear",
+                                          align_corners=False, antialias=True)
+        h, w = x.shape[-2:]
+        top, left = (h - self.size) // 2, (w - self.size) // 2
+        x = x[..., top:top + self.size, left:left + self.size]
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+
+def _split_head(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
+    """Replace the model's LAST nn.Linear by Identity; return (feature extractor, that linear)."""
+    last_name = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last_name = name
+    if last_name is None:
+        raise ClassifierError(f"{type(model).__name__} has no nn.Linear head; wrap it with FeatureHeadClassifier")
+    parent = model
+    *path, leaf = last_name.split(".")
+    for part in path:
+        parent = getattr(parent, part)
+    head = getattr(parent, leaf)
+    setattr(parent, leaf, nn.Identity())
+    return model, head
+
+
+def _torchvision_transform_sizes(weights) -> tuple[int, int]:
+    if weights is None:
+        return 224, 256
+    t = weights.transforms()
+    crop = t.crop_size[0] if isinstance(t.crop_size, list | tuple) else t.crop_size
+    resize = t.resize_size[0] if isinstance(t.resize_size, list | tuple) else t.resize_size
+    return int(crop), int(resize)
+
+
+def _default_weights(name: str):
+    from torchvision.models import get_model_weights
+
+    try:
+        return get_model_weights(name).DEFAULT
+    except (ValueError, AttributeError):
+        return None
+
+
+def check_torchvision_name(name: str) -> None:
+    """Raise :class:`ClassifierError` unless ``name`` is a torchvision classification model."""
+    from torchvision import models
+
+    names = models.list_models(module=models)
+    if name not in names:
+        close = [n for n in names if name.lower()[:4] in n][:8]
+        raise ClassifierError(f"unknown classifier {name!r}; torchvision offers e.g. {close or names[:8]}")
+
+
+def load_torchvision(name: str, checkpoint: str | Path | None = None, class_names: Sequence[str] | None = None,
+                     pretrained: bool = True) -> FeatureHeadClassifier:
+    """A torchvision classification model by name, with ImageNet weights or the weights of ``checkpoint``.
+
+    ``checkpoint``: a state dict (``.pt``/``.pth`` read with ``weights_only=True``, or ``.safetensors``), bare or
+    under ``state_dict``/``model``, with or without ``module.`` / ``module.model.`` prefixes (the robust
+    ResNet-50 format). The number of classes is read from the checkpoint's head.
+    """
+    from torchvision import models
+
+    check_torchvision_name(name)
+    weights = _default_weights(name)
+    if checkpoint is not None:
+        state = read_state_dict(checkpoint)
+        head_key = _head_out_features(state)
+        model = models.get_model(name, weights=None, num_classes=head_key)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ClassifierError(
+                f"checkpoint {checkpoint} does not fit torchvision {name}: missing {list(missing)[:5]}, "
+                f"unexpected {list(unexpected)[:5]}"
+            )
+        names = class_names
+        if names is None and weights is not None and len(weights.meta.get("categories", [])) == head_key:
+            names = weights.meta["categories"]
+        names = names or [f"class{i}" for i in range(head_key)]
+    elif pretrained:
+        if weights is None:
+            raise ClassifierError(f"torchvision has no pretrained weights for {name!r}; pass a checkpoint")
+        try:
+            model = models.get_model(name, weights=weights)
+        except Exception as e:  # noqa: BLE001 - download errors come in many types
+            raise ClassifierError(
+                f"ImageNet weights for {name!r} cannot be fetched ({type(e).__name__}: {str(e)[:200]}); put "
+                f"{weights.url.rsplit('/', 1)[-1]} in {torch.hub.get_dir()}/checkpoints or pass --checkpoint"
+            ) from None
+        names = class_names or weights.meta["categories"]
+    else:
+        model = models.get_model(name, weights=None)
+        names = class_names or (weights.meta["categories"] if weights else None)
+        names = names or [f"class{i}" for i in range(1000)]
+    crop, resize = _torchvision_transform_sizes(weights)
+    features, head = _split_head(model)
+    return FeatureHeadClassifier(features, head, Normalize(crop, resize=resize), names).eval()
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's state dict with wrapper keys and ``module.``/``module.model.`` prefixes removed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ClassifierError(f"checkpoint {path} not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001
+            raise ClassifierError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e)[:200]}") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not state:
+        raise ClassifierError(f"checkpoint {path} holds no state dict")
+    if any(k.startswith("module.model.") for k in state):  # robustness-library format (robust ResNet-50)
+        state = {k[len("module.model."):]: v for k, v in state.items() if k.startswith("module.model.")}
+    elif all(k.startswith("module.") for k in state):  # DataParallel
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def _head_out_features(state: dict[str, torch.Tensor]) -> int:
+    weights = [k for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
+    if not weights:
+        raise ClassifierError("checkpoint has no 2-D (linear) weight to read the number of classes from")
+    return int(state[weights[-1]].shape[0])
+
+
+def load_robust_resnet50(path: str | Path, class_names: Sequence[str] | None = None) -> FeatureHeadClassifier:
+    """The robust ResNet-50 of the Salient-ImageNet work (a ``model`` dict with ``module.model.`` keys)."""
+    return load_torchvision("resnet50", checkpoint=path, class_names=class_names)
+
+
+def wrap_pipeline_classifier(model: nn.Module) -> FeatureHeadClassifier:
+    """Adapt a classifier with ``preprocess`` / ``backbone`` / ``head`` / ``class_names`` (the pipeline's own)."""
+    for attr in ("preprocess", "backbone", "head", "class_names"):
+        if not hasattr(model, attr):
+            raise ClassifierError(f"{type(model).__name__} has no .{attr}; wrap it with FeatureHeadClassifier")
+    return FeatureHeadClassifier(model.backbone, model.head, model.preprocess, model.class_names).eval()
+
+
+def freeze_classifier(clf: FeatureHeadClassifier, device: torch.device | str,
+                      dtype: torch.dtype = torch.float32) -> FeatureHeadClassifier:
+    clf.to(device=device, dtype=dtype)
+    clf.eval()
+    clf.requires_grad_(False)
+    return clf
+
+
+__all__ = [
+    "ClassifierError",
+    "FeatureHeadClassifier",
+    "Normalize",
+    "check_torchvision_name",
+    "freeze_classifier",
+    "load_robust_resnet50",
+    "load_torchvision",
+    "read_state_dict",
+    "top_feature_neurons",
+    "wrap_pipeline_classifier",
+]

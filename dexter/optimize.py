@@ -1,0 +1,394 @@
+"""DEXTER's optimisation loop: frozen shared models, separate per-run states, batched steps.
+
+A :class:`RunState` is everything one optimisation owns (soft prompt and its AdamW, mask pseudo-labels and
+histories, excluded words, step and hit counters, its random generators). :class:`DexterModels` is
+everything shared and frozen. :func:`dexter_step` advances a BATCH of states — different classes, runs or
+seeds — with one BERT forward, one CLIP forward, one sampling pass and one classifier forward, and one
+backward: the states do not interact (each loss term depends on one state's prompt only, AdamW is
+per-parameter), so a batched step equals the individual steps up to floating-point summation order.
+
+:func:`explain_classes` drives k sequential runs per class (each excluding earlier runs' words) for many
+classes at once, writes outputs (``dexter.outputs``) and resumes after a crash.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dexter import outputs
+from dexter.classifiers import FeatureHeadClassifier, top_feature_neurons
+from dexter.loading import SDComponents
+from dexter.objective import (
+    activation_loss,
+    aggregated_mask_losses,
+    mask_label_loss,
+    mask_reference_neurons,
+    neuron_losses,
+)
+from dexter.pseudo_labels import MaskSlot, candidate_filter, new_slots, update_slots
+from dexter.sampler import initial_latents, sample_images
+from dexter.text import TEMPLATES, TextSide, gumbel_straight_through, init_soft_prompt
+from dexter.vocab_map import VocabMap
+
+
+@dataclass(frozen=True)
+class DexterConfig:
+    """Settings of the optimisation; defaults are the paper's (METHOD.md 1)."""
+
+    mode: str = "single"  # single | multi
+    runs_per_class: int = 4
+    steps: int = 1000  # step budget per run
+    lr: float = 0.1
+    adam_eps: float = 1e-4
+    early_stop: int = 3  # stop after this many consecutive steps classified as the class; 0 = never
+    min_steps: int = 0  # no early stop before this many steps
+    num_feature_neurons: int = 5  # multi-word mode
+    images_per_step: int = 1  # images (different fixed noises) per step per run
+    inference_steps: int = 4
+    guidance_scale: float = 1.0
+    resolution: int | None = None  # image side; None = the UNet's native size
+    seed: int = 0
+    soft_prompt_length: int = 1
+    tau: float = 1.0
+    template: str | None = None  # None = the mode's template
+    max_batch: int | None = None  # runs advanced together; None = all classes at once
+    save_frames: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in TEMPLATES:
+            raise ValueError(f"mode must be one of {sorted(TEMPLATES)}, got {self.mode!r}")
+        for name in ("runs_per_class", "steps", "images_per_step", "inference_steps", "soft_prompt_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_batch is not None and self.max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1 or None, got {self.max_batch}")
+
+    @property
+    def template_text(self) -> str:
+        return self.template or TEMPLATES[self.mode]
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (independent streams for prompt init, Gumbel noise, ...)."""
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0] >> 1)
+
+
+class DexterModels:
+    """The frozen models of one DEXTER setup, prepared for one template."""
+
+    def __init__(self, sd: SDComponents, bert, bert_tokenizer, classifier: FeatureHeadClassifier, vmap: VocabMap,
+                 config: DexterConfig, device: torch.device | str) -> None:
+        self.sd, self.classifier, self.config = sd, classifier, config
+        self.device = torch.device(device)
+        self.text = TextSide(bert, bert_tokenizer, sd.text_encoder, sd.tokenizer, vmap, config.template_text)
+        tokens = bert_tokenizer.convert_ids_to_tokens(list(range(self.text.vocab_size)))
+        keep = candidate_filter(tokens, special=bert_tokenizer.all_special_tokens)
+        self.allowed = frozenset(i for i, ok in enumerate(keep) if ok)
+        self.tokens = tokens
+        self.resolution = config.resolution or sd.default_resolution
+        f = sd.vae_scale_factor
+        if self.resolution % f:
+            raise ValueError(f"resolution {self.resolution} is not a multiple of the VAE factor {f}")
+        self.latent_shape = (int(sd.unet.config.in_channels), self.resolution // f, self.resolution // f)
+        self.uncond_states = None
+        if config.guidance_scale > 1.0:
+            from dexter.text import encode_prompts
+
+            with torch.no_grad():
+                self.uncond_states = encode_prompts(sd.text_encoder, sd.tokenizer, [""])
+        self.references = mask_reference_neurons(config.mode, self.text.num_masks, self.num_features)
+
+    @property
+    def num_features(self) -> int:
+        return self.config.num_feature_neurons if self.config.mode == "multi" else 0
+
+    def token_ids(self, words: Sequence[str]) -> set[int]:
+        ids = self.text.bert_tokenizer.convert_tokens_to_ids(list(words))
+        unk = self.text.bert_tokenizer.unk_token_id
+        return {int(i) for i in ids if i is not None and i != unk}
+
+    def feature_neurons(self, class_index: int) -> list[int]:
+        return top_feature_neurons(self.classifier.head_weight, class_index, self.num_features)
+
+
+@dataclass
+class RunState:
+    """One optimisation (a class, a run); holds no model."""
+
+    class_index: int
+    class_name: str
+    run: int
+    soft_prompt: torch.Tensor
+    optimizer: torch.optim.Optimizer
+    slots: list[MaskSlot]
+    excluded_words: tuple[str, ...]
+    excluded_ids: frozenset[int]
+    feature_ids: list[int]
+    gumbel: torch.Generator
+    latents: torch.Tensor  # (images_per_step, C, h, w), fixed for the whole run
+    noise_seeds: list[int]
+    step: int = 0
+    consecutive_hits: int = 0
+    hits: int = 0
+    done: bool = False
+    stopped_early: bool = False
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    last_words: list[str] = field(default_factory=list)
+
+
+def new_run_state(models: DexterModels, class_index: int, class_name: str, run: int,
+                  excluded_words: Sequence[str] = (), feature_ids: Sequence[int] | None = None) -> RunState:
+    """A fresh run: U(-1,1) soft prompt from (seed, class, run); the fixed noise depends on the seed only."""
+    cfg = models.config
+    gen = torch.Generator("cpu").manual_seed(derive_seed(cfg.seed, class_index, run, 1))
+    prompt = init_soft_prompt(cfg.soft_prompt_length, models.text.hidden_size, gen).to(models.device)
+    prompt.requires_grad_(True)
+    optimizer = torch.optim.AdamW([prompt], lr=cfg.lr, eps=cfg.adam_eps)
+    seeds = [derive_seed(cfg.seed, j, 2) for j in range(cfg.images_per_step)]
+    latents = initial_latents(seeds, models.latent_shape, models.device, models.sd.dtype)
+    return RunState(
+        class_index=class_index,
+        class_name=class_name,
+        run=run,
+        soft_prompt=prompt,
+        optimizer=optimizer,
+        slots=new_slots(models.text.num_masks),
+        excluded_words=tuple(excluded_words),
+        excluded_ids=frozenset(models.token_ids(excluded_words)),
+        feature_ids=list(feature_ids) if feature_ids is not None else models.feature_neurons(class_index),
+        gumbel=torch.Generator("cpu").manual_seed(derive_seed(cfg.seed, class_index, run, 3)),
+        latents=latents,
+        noise_seeds=[derive_seed(cfg.seed, j, 4) for j in range(cfg.images_per_step)],
+    )
+
+
+@dataclass
+class StepResult:
+    """What one state did in one step (for outputs and progress)."""
+
+    row: dict[str, Any]
+    images: torch.Tensor  # (images_per_step, 3, H, W) detached, on the CPU
+    image_hits: list[bool]
+
+
+def dexter_step(models: DexterModels, states: Sequence[RunState]) -> list[StepResult]:
+    """Advance every state by one optimisation step with one forward/backward through the shared models."""
+    cfg = models.config
+    n = cfg.images_per_step
+    b = len(states)
+    prompts = torch.stack([s.soft_prompt for s in states])  # (B, P, H)
+    logits = models.text.mask_logits(prompts)  # (B, M, V)
+    onehots = gumbel_straight_through(logits, [s.gumbel for s in states], cfg.tau)
+    predicted = onehots.argmax(-1).tolist()
+    text_states = models.text.clip_states(onehots).repeat_interleave(n, dim=0)  # (B*n, 77, D)
+    latents = torch.cat([s.latents for s in states])
+    images = sample_images(
+        text_states, latents, models.sd.scheduler, models.sd.unet, models.sd.vae, cfg.inference_steps,
+        cfg.guidance_scale, models.uncond_states, [seed for s in states for seed in s.noise_seeds],
+    )
+    clf_dtype = models.classifier.head.weight.dtype
+    class_logits, features = models.classifier(images.to(clf_dtype))
+    class_index = torch.tensor([s.class_index for s in states], device=class_logits.device).repeat_interleave(n)
+    k = models.num_features
+    feature_ids = torch.tensor([s.feature_ids[:k] for s in states for _ in range(n)], dtype=torch.long,
+                               device=features.device).view(b * n, k)
+    nl = neuron_losses(class_logits, features, class_index, feature_ids)
+    act = activation_loss(nl, cfg.mode).view(b, n).mean(1)  # (B,)
+    agg = aggregated_mask_losses(nl.per_neuron(), models.references).view(b, n, -1).mean(1)  # (B, M)
+    agg_values = agg.detach().cpu().tolist()
+
+    mask_losses = []
+    for i, s in enumerate(states):
+        update_slots(s.slots, predicted[i], agg_values[i], models.allowed, s.excluded_ids)
+        mask_losses.append(mask_label_loss(logits[i], [slot.label for slot in s.slots]))
+    mask_loss = torch.stack(mask_losses)
+    total = (act + mask_loss.to(act.device)).sum()
+    for s in states:
+        s.optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    for s in states:
+        s.optimizer.step()
+
+    probs = torch.softmax(class_logits.detach().float(), -1).gather(1, class_index.view(-1, 1)).view(b, n)
+    hits = (class_logits.detach().argmax(-1) == class_index).view(b, n).cpu()
+    images_cpu = images.detach().float().cpu().view(b, n, *images.shape[1:])
+    results = []
+    for i, s in enumerate(states):
+        s.step += 1
+        step_hit = bool(hits[i].all())
+        s.hits += int(step_hit)
+        s.consecutive_hits = s.consecutive_hits + 1 if step_hit else 0
+        s.last_words = [models.tokens[t] for t in predicted[i]]
+        labels = [models.tokens[sl.label] if sl.label is not None else "" for sl in s.slots]
+        row = {
+            "step": s.step,
+            "loss": float(act[i] + mask_loss[i]),
+            "activation_loss": float(act[i]),
+            "mask_loss": float(mask_loss[i]),
+            "class_loss": float(nl.class_loss.view(b, n)[i].mean()),
+            "class_prob": float(probs[i].mean()),
+            "hit": int(step_hit),
+            "words": " ".join(s.last_words),
+            "labels": " ".join(lab or "-" for lab in labels),
+            "mask_losses": " ".join(f"{v:.6g}" for v in agg_values[i]),
+        }
+        s.rows.append(row)
+        stop_early = cfg.early_stop > 0 and s.consecutive_hits >= cfg.early_stop and s.step >= cfg.min_steps
+        if stop_early or s.step >= cfg.steps:
+            s.done, s.stopped_early = True, stop_early
+        results.append(StepResult(row, images_cpu[i], [bool(h) for h in hits[i]]))
+    return results
+
+
+def run_words(models: DexterModels, state: RunState) -> list[str | None]:
+    """The run's pseudo-labels as words (None for a mask that never got one)."""
+    return [models.tokens[sl.label] if sl.label is not None else None for sl in state.slots]
+
+
+def run_result(models: DexterModels, state: RunState) -> dict[str, Any]:
+    words = run_words(models, state)
+    shown = [w if w is not None else lw for w, lw in zip(words, state.last_words or [None] * len(words))]
+    return {
+        "run": state.run,
+        "keyword": words[0],
+        "words": words,
+        "prompt": models.text.tokens.fill(shown),
+        "steps": state.step,
+        "stopped_early": state.stopped_early,
+        "hits": state.hits,
+        "excluded": list(state.excluded_words),
+        "reference_losses": [sl.reference if math.isfinite(sl.reference) else None for sl in state.slots],
+    }
+
+
+def run_config(models: DexterModels, state: RunState, extra: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        **asdict(models.config),
+        "template": models.config.template_text,
+        "resolution": models.resolution,
+        "class_index": state.class_index,
+        "class_name": state.class_name,
+        "run": state.run,
+        "excluded_words": list(state.excluded_words),
+        "feature_neurons": state.feature_ids[: models.num_features],
+        "lora": models.sd.lora,
+        "dtype": str(models.sd.dtype).removeprefix("torch."),
+        **(extra or {}),
+    }
+
+
+@dataclass
+class _ClassJob:
+    index: int
+    name: str
+    done_runs: list[dict[str, Any]]
+
+
+def explain_classes(
+    models: DexterModels,
+    classes: Sequence[int],
+    out_dir: str | Path,
+    class_names: Sequence[str] | None = None,
+    feature_neurons: dict[int, Sequence[int]] | None = None,
+    run_info: dict[str, Any] | None = None,
+    progress: bool = True,
+    on_class_done: Callable[[int, Path], None] | None = None,
+) -> dict[int, Path]:
+    """Run ``runs_per_class`` sequential runs for each class, many classes per batched step.
+
+    Each class advances through its runs independently: when a run ends its outputs are written and the
+    class's next run (excluding every word chosen so far) takes its place in the batch. Returns
+    ``{class_index: keywords.json path}``. ``run_info`` is added to every run's config.json (model specs,
+    classifier); it must not hold secrets.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = models.config
+    names = list(class_names) if class_names is not None else models.classifier.class_names
+    for c in classes:
+        if not 0 <= c < len(names):
+            raise ValueError(f"class index {c} out of range [0, {len(names)})")
+    finished: dict[int, Path] = {}
+    queue: list[_ClassJob] = []
+    for c in classes:
+        path = outputs.keywords_path(out_dir, c, names[c])
+        if path.exists():
+            finished[c] = path
+            continue
+        queue.append(_ClassJob(c, names[c], outputs.completed_runs(outputs.class_dir(out_dir, c, names[c]))))
+
+    def next_state(job: _ClassJob) -> RunState | None:
+        if len(job.done_runs) >= cfg.runs_per_class:
+            runs = job.done_runs[: cfg.runs_per_class]
+            finished[job.index] = outputs.write_keywords(out_dir, job.index, job.name, cfg.mode, runs)
+            if on_class_done is not None:
+                on_class_done(job.index, finished[job.index])
+            return None
+        excluded = [w for r in job.done_runs for w in r["words"] if w]
+        fids = feature_neurons.get(job.index) if feature_neurons else None
+        return new_run_state(models, job.index, job.name, len(job.done_runs), excluded, fids)
+
+    jobs = {j.index: j for j in queue}
+    capacity = cfg.max_batch or max(len(queue), 1)
+    active: list[RunState] = []
+    waiting = list(queue)
+
+    def fill() -> None:
+        while waiting and len(active) < capacity:
+            job = waiting.pop(0)
+            state = next_state(job)
+            if state is not None:
+                active.append(state)
+
+    fill()
+    bar = tqdm(desc="dexter", unit="step", disable=not progress, dynamic_ncols=True)
+    try:
+        while active:
+            results = dexter_step(models, active)
+            bar.update(1)
+            bar.set_postfix_str(" | ".join(
+                f"{s.class_index}/r{s.run} {r.row['words']} {r.row['loss']:.3g}" for s, r in zip(active, results)
+            )[:200])
+            still = []
+            for s, r in zip(active, results):
+                rdir = outputs.run_dir(out_dir, s.class_index, s.class_name, s.run)
+                if cfg.save_frames:
+                    for j, hit in enumerate(r.image_hits):
+                        if hit:
+                            name = outputs.frame_name(s.step, j, cfg.images_per_step)
+                            outputs.save_frame(rdir / "frames" / name, r.images[j])
+                if not s.done:
+                    still.append(s)
+                    continue
+                result = run_result(models, s)
+                outputs.write_run(rdir, run_config(models, s, run_info), s.rows, result["prompt"], result)
+                job = jobs[s.class_index]
+                job.done_runs.append(result)
+                nxt = next_state(job)
+                if nxt is not None:
+                    still.append(nxt)
+            active = still
+            fill()
+    finally:
+        bar.close()
+    return finished
+
+
+__all__ = [
+    "DexterConfig",
+    "DexterModels",
+    "RunState",
+    "StepResult",
+    "derive_seed",
+    "dexter_step",
+    "explain_classes",
+    "new_run_state",
+    "run_result",
+]

@@ -1,0 +1,124 @@
+"""DEXTER's files on disk (all written atomically, so a killed run never leaves a truncated file).
+
+Layout under an output folder::
+
+    <class_index:03d>_<class_name>/
+        keywords.json          {"class_index", "class_name", "mode", "keywords": [one per run],
+                                "runs": [{"run", "words", "prompt", "steps", "stopped_early", "hits"}]}
+        run_<r>/
+            config.json        the run's settings (models, seeds, excluded words; never a secret)
+            losses.csv         one row per optimisation step
+            prompt.txt         the final prompt (template filled with the pseudo-labels)
+            result.json        the run's entry of keywords.json; its presence marks the run complete
+            frames/step_<s:05d>.png        images of step s classified as the class
+                   (step_<s:05d>_<j:02d>.png when several images are generated per step)
+
+A class whose ``keywords.json`` exists is finished and skipped on a rerun; completed runs of an unfinished
+class (``result.json`` present) are reused, so a crash repeats at most one run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dro.io import atomic_write_json, atomic_write_text, atomic_writer
+
+LOSS_COLUMNS = ("step", "loss", "activation_loss", "mask_loss", "class_loss", "class_prob", "hit", "words",
+                "labels", "mask_losses")
+
+
+def safe_name(name: str) -> str:
+    """A class name usable in a folder name: 'great white shark' -> 'great_white_shark'."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name.strip()).strip("_")
+    return cleaned or "class"
+
+
+def class_dir(out_dir: str | Path, class_index: int, class_name: str) -> Path:
+    return Path(out_dir) / f"{class_index:03d}_{safe_name(class_name)}"
+
+
+def run_dir(out_dir: str | Path, class_index: int, class_name: str, run: int) -> Path:
+    return class_dir(out_dir, class_index, class_name) / f"run_{run}"
+
+
+def keywords_path(out_dir: str | Path, class_index: int, class_name: str) -> Path:
+    return class_dir(out_dir, class_index, class_name) / "keywords.json"
+
+
+def save_frame(path: Path, image01: torch.Tensor) -> None:
+    """A (3, H, W) image in [0, 1] as PNG."""
+    from PIL import Image
+
+    array = (image01.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    with atomic_writer(path, "wb") as f:
+        f.write(buffer.getvalue())
+
+
+def frame_name(step: int, image: int, images_per_step: int) -> str:
+    return f"step_{step:05d}.png" if images_per_step == 1 else f"step_{step:05d}_{image:02d}.png"
+
+
+def write_losses(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOSS_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def write_run(directory: Path, config: dict[str, Any], rows: Sequence[dict[str, Any]], prompt: str,
+              result: dict[str, Any]) -> None:
+    """Everything of a finished run; ``result.json`` last, because it marks the run complete."""
+    atomic_write_json(directory / "config.json", config)
+    write_losses(directory / "losses.csv", rows)
+    atomic_write_text(directory / "prompt.txt", prompt + "\n")
+    atomic_write_json(directory / "result.json", result)
+
+
+def completed_runs(directory: Path) -> list[dict[str, Any]]:
+    """Results of runs 0, 1, ... that finished, in order, stopping at the first missing one."""
+    out = []
+    r = 0
+    while (path := directory / f"run_{r}" / "result.json").exists():
+        out.append(json.loads(path.read_text()))
+        r += 1
+    return out
+
+
+def write_keywords(out_dir: str | Path, class_index: int, class_name: str, mode: str,
+                   runs: Sequence[dict[str, Any]]) -> Path:
+    path = keywords_path(out_dir, class_index, class_name)
+    atomic_write_json(path, {
+        "class_index": class_index,
+        "class_name": class_name,
+        "mode": mode,
+        "keywords": [r["keyword"] for r in runs if r.get("keyword")],
+        "runs": [{k: r[k] for k in ("run", "words", "prompt", "steps", "stopped_early", "hits")} for r in runs],
+    })
+    return path
+
+
+__all__ = [
+    "LOSS_COLUMNS",
+    "class_dir",
+    "completed_runs",
+    "frame_name",
+    "keywords_path",
+    "run_dir",
+    "safe_name",
+    "save_frame",
+    "write_keywords",
+    "write_losses",
+    "write_run",
+]

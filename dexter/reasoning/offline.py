@@ -1,0 +1,216 @@
+"""The offline backend: CLIP-retrieval captions and statistics instead of language models.
+
+Default for the embedded synthetic world and for users without an endpoint. Captions: each frame
+gets the phrase of the bank whose CLIP text embedding is closest to the frame's CLIP image
+embedding. Report and attributes: which words are over-represented in this class's captions relative
+to the bank (:mod:`dexter.reasoning.stats`), plus DEXTER's keywords ranked by support. Nothing here
+knows what the world looks like: for the synthetic world the bank is the world's caption vocabulary,
+and the shortcut value (say "water" for class circle) surfaces because the classifier's frames show
+it far more often than the bank's base rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from dexter.reasoning.backend import Evidence
+from dexter.reasoning.errors import ReasoningError
+from dexter.reasoning.phrases import load_phrase_bank
+from dexter.reasoning.schema import finalize_attributes, class_name_forms, singular
+from dexter.reasoning.stats import WordStat, caption_word_stats, is_informative, keyword_support
+
+OFFLINE_NOTICE = "written by the offline backend: no language model"
+
+
+class Embedder(Protocol):
+    """Joint text/image embedding space (unit-norm rows)."""
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_images(self, paths: Sequence[Path]) -> np.ndarray: ...
+
+
+class ClipEmbedder:
+    """A CLIPModel + CLIPProcessor loaded with ``from_pretrained`` (hub id or local folder)."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", batch_size: int = 32) -> None:
+        import torch
+        from transformers import CLIPModel, CLIPProcessor
+
+        try:
+            self.model = CLIPModel.from_pretrained(str(path)).to(device).eval()
+            self.processor = CLIPProcessor.from_pretrained(str(path))
+        except (OSError, ValueError) as e:
+            raise ReasoningError(
+                f"cannot load CLIP (model and processor) from {path}: {' '.join(str(e).split())[:300]}"
+            ) from None
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self._torch = torch
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        tok = self.processor.tokenizer
+        out = []
+        with self._torch.inference_mode():
+            for i in range(0, len(texts), self.batch_size):
+                batch = tok(list(texts[i : i + self.batch_size]), padding=True, truncation=True, return_tensors="pt")
+                feats = self.model.get_text_features(**{k: v.to(self.device) for k, v in batch.items()}).pooler_output
+                out.append(_unit(feats.float().cpu().numpy()))
+        return np.concatenate(out)
+
+    def embed_images(self, paths: Sequence[Path]) -> np.ndarray:
+        from PIL import Image
+
+        out = []
+        with self._torch.inference_mode():
+            for i in range(0, len(paths), self.batch_size):
+                images = []
+                for p in paths[i : i + self.batch_size]:
+                    with Image.open(p) as im:
+                        images.append(im.convert("RGB"))
+                pixels = self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+                feats = self.model.get_image_features(pixel_values=pixels.to(self.device, self.model.dtype)).pooler_output
+                out.append(_unit(feats.float().cpu().numpy()))
+        return np.concatenate(out)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+class OfflineBackend:
+    """Captions by retrieval, report and attributes from keyword and caption statistics."""
+
+    def __init__(
+        self,
+        *,
+        clip: str | Path | None = None,
+        phrases: Sequence[str] | None = None,
+        bank: str | Path = "general",
+        device: str = "cpu",
+        batch_size: int = 32,
+        min_lift: float = 1.25,
+        alpha: float = 0.05,
+        max_attributes: int = 8,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.phrases = list(dict.fromkeys(phrases)) if phrases is not None else load_phrase_bank(bank)
+        if len(self.phrases) < 2:
+            raise ReasoningError(f"the phrase bank holds {len(self.phrases)} phrase(s); retrieval needs at least 2")
+        if embedder is None and clip is None:
+            raise ReasoningError("the offline backend needs a CLIP model: pass clip=<path or hub id>")
+        self._clip, self._device, self._batch_size = clip, device, batch_size
+        self._embedder = embedder
+        self._bank_embeddings: np.ndarray | None = None
+        self.min_lift, self.alpha, self.max_attributes = min_lift, alpha, max_attributes
+        self.written_by = (
+            f"{OFFLINE_NOTICE} (captions: CLIP retrieval over a {len(self.phrases)}-phrase bank; "
+            "report and attributes: keyword and caption statistics)"
+        )
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:  # loaded on first use: building the backend stays cheap
+            self._embedder = ClipEmbedder(self._clip, self._device, self._batch_size)
+        return self._embedder
+
+    def caption(self, class_name: str, images: Sequence[Path]) -> list[str]:
+        if not images:
+            return []
+        if self._bank_embeddings is None:
+            self._bank_embeddings = self.embedder.embed_texts(self.phrases)
+        sims = self.embedder.embed_images(list(images)) @ self._bank_embeddings.T
+        return [self.phrases[i] for i in sims.argmax(axis=1)]
+
+    def _stats(self, evidence: Evidence) -> list[WordStat]:
+        return caption_word_stats(list(evidence.captions.values()), self.phrases, min_lift=self.min_lift, alpha=self.alpha)
+
+    def report(self, evidence: Evidence) -> str:
+        name = evidence.class_name
+        captions = list(evidence.captions.values())
+        stats = self._stats(evidence)
+        support = keyword_support(evidence.meta, captions)
+        class_forms = class_name_forms(name)
+        over = [s for s in stats if s.over_represented]
+        over_other = [s for s in over if singular(s.word) not in class_forms]
+        kws_other = [k for k in support if singular(k.keyword) not in class_forms and is_informative(k.keyword)]
+        n_runs = len(evidence.meta.runs)
+
+        lines = [f"# Bias report: class \"{name}\"", "", f"_{self.written_by}._", ""]
+        lines += ["## Key attributes and visual features", ""]
+        if support:
+            for k in support:
+                share = "no captions" if k.caption_share is None else f"in {k.caption_share:.0%} of the captions"
+                lines.append(f"- DEXTER keyword **{k.keyword}**: final word of {k.runs} of {n_runs} run(s), "
+                             f"{k.hits} image(s) assigned to the class, {share}")
+        else:
+            lines.append("- DEXTER found no keywords for this class.")
+        common = sorted(stats, key=lambda s: (-s.frames, s.word))[:8]
+        if common:
+            lines.append("- Most frequent caption words: " + ", ".join(f"{s.word} ({s.share:.0%})" for s in common))
+        lines += ["", "## Context analysis", ""]
+        if captions:
+            lines += [f"{len(captions)} frame(s) that the classifier assigned to \"{name}\", captioned by retrieval. "
+                      "Share of captions containing each word, against the share of phrase-bank phrases containing "
+                      "it (what retrieval would give if the frames were unrelated to the word):", "",
+                      "| word | frames | share | bank share | lift | p (binomial) |", "|---|---|---|---|---|---|"]
+            lines += [f"| {s.word} | {s.frames} | {s.share:.0%} | {s.expected:.0%} | {s.lift:.2f} | {s.p_value:.2g} |"
+                      for s in stats[:20]]
+        else:
+            lines.append("No frames were saved for this class, so there is no visual context to analyse.")
+        lines += ["", "## Over-represented elements", ""]
+        if over:
+            lines += [f"- **{s.word}**: {s.frames}/{len(captions)} frames ({s.share:.0%}) vs {s.expected:.0%} "
+                      f"expected (lift {s.lift:.2f}, p = {s.p_value:.2g})"
+                      + (" - the class itself" if singular(s.word) in class_forms else "") for s in over]
+        else:
+            lines.append(f"- No caption word is over-represented (lift >= {self.min_lift:g}, p < {self.alpha:g}).")
+        lines += ["", "## Bias hypothesis", ""]
+        lines.append(_hypothesis(name, over_other, kws_other, n_frames=len(captions)))
+        return "\n".join(lines) + "\n"
+
+    def attributes(self, evidence: Evidence, report: str) -> tuple[list[str], str]:
+        captions = list(evidence.captions.values())
+        support = [k for k in keyword_support(evidence.meta, captions) if is_informative(k.keyword)]
+        over = [s for s in self._stats(evidence) if s.over_represented]
+        phrases = finalize_attributes(
+            [k.keyword for k in support] + [s.word for s in over], evidence.class_name, self.max_attributes
+        )
+        parts = [f"{OFFLINE_NOTICE}."]
+        if support:
+            parts.append("DEXTER keywords ranked by support (runs that found them, then caption evidence): "
+                         + ", ".join(f"{k.keyword} ({k.runs} run(s))" for k in support) + ".")
+        if over:
+            parts.append("Caption words over-represented in this class's frames relative to the phrase bank: "
+                         + ", ".join(f"{s.word} ({s.share:.0%} vs {s.expected:.0%})" for s in over) + ".")
+        parts.append(f"The class name \"{evidence.class_name}\" itself is excluded.")
+        return phrases, " ".join(parts)
+
+    def close(self) -> None:
+        self._embedder = None
+
+
+def _hypothesis(name: str, over: list[WordStat], keywords: list, n_frames: int) -> str:
+    if over:
+        top = over[0]
+        kw = {k.keyword for k in keywords}
+        agree = [s.word for s in over if s.word in kw]
+        text = (f"**Likely biased.** Frames the classifier assigns to \"{name}\" show "
+                + ", ".join(f"\"{s.word}\" ({s.share:.0%} vs {s.expected:.0%} expected)" for s in over[:4])
+                + f" far more often than chance; the strongest signal is \"{top.word}\". The classifier may be "
+                "using it as a shortcut for the class.")
+        if agree:
+            text += " DEXTER's optimised prompts settled on the same word(s): " + ", ".join(agree) + ", which supports this."
+        return text + (f" Evidence: {n_frames} frame(s), statistics only (no language model);"
+                       " confirm on real images that contain the class without this attribute.")
+    if keywords:
+        return (f"**Possibly biased, weak evidence.** DEXTER's prompts settled on "
+                + ", ".join(f"\"{k.keyword}\"" for k in keywords[:4])
+                + f" rather than the class name, but no caption word is over-represented in the {n_frames} frame(s). "
+                "More frames (more DEXTER steps or runs) would make this testable.")
+    return ("**No evidence of bias.** Neither the keywords nor the captions point to anything other than the class "
+            f"itself ({n_frames} frame(s)).")

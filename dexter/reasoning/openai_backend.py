@@ -1,0 +1,323 @@
+"""A VLM and an LLM behind any OpenAI-compatible chat-completions endpoint.
+
+Works with OpenAI itself and with local servers that speak the same protocol (Ollama, vLLM,
+llama.cpp server): set ``base_url`` and the model ids. The API key is read ONLY from the environment
+variable named by ``api_key_env`` and lives only inside the client object: it is never logged, cached
+or written; error messages are scrubbed of it in case a server echoes it back.
+
+Production behaviour comes mostly from the ``openai`` client itself: its timeout, and its retries
+with exponential backoff on 408/409/429/5xx and dropped connections (``max_retries``). On top of that:
+bounded concurrency for captions, an answer cache (:mod:`dexter.reasoning.cache`), a retry when an
+endpoint answers with no choices or empty content, and JSON repair for the attributes.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import os
+import re
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from dexter.reasoning.backend import REPORT_SECTIONS, Evidence
+from dexter.reasoning.cache import ResponseCache, cache_key
+from dexter.reasoning.errors import ReasoningError
+from dexter.reasoning.prompts import load_prompts
+from dexter.reasoning.schema import AttributeProposal, finalize_attributes
+
+log = logging.getLogger(__name__)
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_LOCAL_PLACEHOLDER_KEY = "not-needed"
+
+
+def png_data_uri(path: Path) -> str:
+    """The image as ``data:image/png;base64,...``; non-PNG files are re-encoded as PNG."""
+    data = Path(path).read_bytes()
+    if not data.startswith(_PNG_MAGIC):
+        from PIL import Image
+
+        buf = io.BytesIO()
+        with Image.open(io.BytesIO(data)) as im:
+            im.convert("RGB").save(buf, format="PNG")
+        data = buf.getvalue()
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+class ChatClient:
+    """One chat-completions call with caching, clear errors and empty-answer retries."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None,
+        api_key_env: str,
+        timeout_s: float,
+        max_retries: int,
+        cache_dir: str | Path | None,
+        sampling: dict[str, Any],
+        empty_retries: int = 2,
+    ) -> None:
+        import openai
+
+        self._openai = openai
+        api_key = os.environ.get(api_key_env, "")
+        self._secret = api_key
+        if not api_key:
+            if base_url is None:
+                raise ReasoningError(
+                    f"no API key: set the environment variable {api_key_env} (reasoning.api_key_env), "
+                    "or set reasoning.base_url to a local OpenAI-compatible server"
+                )
+            log.info("%s is not set; sending a placeholder key to %s (local servers ignore it)", api_key_env, base_url)
+            api_key = _LOCAL_PLACEHOLDER_KEY
+        self._api_key_env = api_key_env
+        self._client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries)
+        self.endpoint = str(self._client.base_url).rstrip("/")
+        self._timeout_s = timeout_s
+        self._max_retries = max_retries
+        self._sampling = dict(sampling)
+        self._empty_retries = empty_retries
+        self.cache = ResponseCache(cache_dir)
+        self.requests = 0  # chat-completions calls made (each may include the client's own retries)
+        self.cache_hits = 0
+
+    def key(self, model: str, messages: list[dict], json_mode: bool) -> str:
+        return cache_key(model, messages, self._params(json_mode))
+
+    def _params(self, json_mode: bool) -> dict[str, Any]:
+        params = dict(self._sampling)
+        if json_mode:
+            params["response_format"] = {"type": "json_object"}
+        return params
+
+    def complete(self, model: str, messages: list[dict], *, json_mode: bool = False) -> str:
+        """The first choice's text, from the cache when this exact request was answered before."""
+        key = self.key(model, messages, json_mode)
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.cache_hits += 1
+            return hit
+        for attempt in range(self._empty_retries + 1):
+            self.requests += 1
+            response = self._call(model, messages, json_mode)
+            choices = getattr(response, "choices", None) or []
+            text = (choices[0].message.content or "").strip() if choices and choices[0].message else ""
+            if text:
+                self.cache.set(key, text)
+                return text
+            log.warning("%s: model %r returned no answer (attempt %d); retrying", self.endpoint, model, attempt + 1)
+        raise ReasoningError(
+            f"{self.endpoint}: model {model!r} returned an empty answer (no choices or no content) "
+            f"{self._empty_retries + 1} times in a row"
+        )
+
+    def _call(self, model: str, messages: list[dict], json_mode: bool) -> Any:
+        oa = self._openai
+        try:
+            return self._client.chat.completions.create(model=model, messages=messages, **self._params(json_mode))
+        except oa.NotFoundError as e:
+            raise ReasoningError(
+                f"model {model!r} not found at {self.endpoint} (HTTP 404: {self._detail(e)}); check the model id "
+                "(reasoning.vlm / reasoning.llm) and reasoning.base_url (OpenAI-compatible servers usually end in /v1)"
+            ) from None
+        except (oa.AuthenticationError, oa.PermissionDeniedError) as e:
+            raise ReasoningError(
+                f"{self.endpoint} rejected the API key read from ${self._api_key_env} "
+                f"(HTTP {e.status_code}: {self._detail(e)})"
+            ) from None
+        except oa.APITimeoutError:
+            raise ReasoningError(
+                f"{self.endpoint}: model {model!r} did not answer within {self._timeout_s:g} s "
+                f"({self._max_retries} retries); raise reasoning.timeout_s or check the server"
+            ) from None
+        except oa.APIConnectionError as e:
+            raise ReasoningError(
+                f"cannot reach {self.endpoint} ({self._max_retries} retries): {self._scrub(str(e.__cause__ or e))}"
+            ) from None
+        except oa.APIStatusError as e:  # 400, 422, or 429/5xx still failing after the client's retries
+            raise ReasoningError(
+                f"{self.endpoint}: request for model {model!r} failed with HTTP {e.status_code} "
+                f"after {self._max_retries} retries: {self._detail(e)}"
+            ) from None
+
+    def _detail(self, e: Exception) -> str:
+        body = getattr(e, "body", None)
+        msg = body.get("message") if isinstance(body, dict) else None
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            msg = body["error"].get("message")
+        return self._scrub(str(msg or getattr(e, "message", e)))[:500]
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
+
+    def close(self) -> None:
+        self._client.close()
+        self.cache.close()
+
+
+class OpenAIBackend:
+    """Captions by a VLM, the report and the attributes by an LLM (METHOD.md section 2)."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        vlm: str = "gpt-4o-mini",
+        llm: str = "gpt-4o-mini",
+        api_key_env: str = "OPENAI_API_KEY",
+        temperature: float = 0.2,
+        top_p: float = 1.0,
+        timeout_s: float = 60.0,
+        max_retries: int = 5,
+        concurrency: int = 4,
+        cache_dir: str | Path | None = None,
+        prompts: dict[str, str | Path | None] | None = None,
+        json_mode: bool = True,
+        json_retries: int = 2,
+        max_attributes: int = 8,
+    ) -> None:
+        if concurrency < 1:
+            raise ReasoningError(f"concurrency must be at least 1, got {concurrency}")
+        self.vlm, self.llm = vlm, llm
+        self.prompts = load_prompts(prompts)
+        self.concurrency = concurrency
+        self.json_mode = json_mode
+        self.json_retries = json_retries
+        self.max_attributes = max_attributes
+        sampling = {"temperature": temperature, "top_p": top_p, "frequency_penalty": 0.0, "presence_penalty": 0.0}
+        self.chat = ChatClient(
+            base_url=base_url, api_key_env=api_key_env, timeout_s=timeout_s, max_retries=max_retries,
+            cache_dir=cache_dir, sampling=sampling,
+        )
+        self.written_by = f"language models at {self.chat.endpoint}: captions by {vlm}, report and attributes by {llm}"
+
+    # -- captions -----------------------------------------------------------------------------
+    def caption(self, class_name: str, images: Sequence[Path]) -> list[str]:
+        if not images:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(images))) as pool:
+            futures = [pool.submit(self._caption_one, class_name, Path(p)) for p in images]
+            wait(futures, return_when="FIRST_EXCEPTION")
+            for f in futures:
+                if f.done() and f.exception() is not None:
+                    for g in futures:
+                        g.cancel()
+                    raise f.exception()
+            return [f.result() for f in futures]
+
+    def _caption_one(self, class_name: str, path: Path) -> str:
+        messages = [
+            {"role": "system", "content": self.prompts["caption"]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": f"This image was generated for the class \"{class_name}\". Describe it."},
+                    {"type": "image_url", "image_url": {"url": png_data_uri(path)}},
+                ],
+            },
+        ]
+        return " ".join(self.chat.complete(self.vlm, messages).split()).strip("\"' ")
+
+    # -- report ---------------------------------------------------------------------------------
+    def report(self, evidence: Evidence) -> str:
+        messages = [
+            {"role": "system", "content": self.prompts["report"]},
+            {"role": "user", "content": _evidence_text(evidence)},
+        ]
+        text = self.chat.complete(self.llm, messages)
+        missing = _missing_sections(text)
+        if missing:
+            log.warning("report for %r lacks %s; asking once more", evidence.class_name, missing)
+            messages += [
+                {"role": "assistant", "content": text},
+                {"role": "user", "content": "Rewrite the report with ALL four level-2 headings, exactly: "
+                 + "; ".join(f"## {s}" for s in REPORT_SECTIONS)},
+            ]
+            text = self.chat.complete(self.llm, messages)
+            for section in _missing_sections(text):  # keep the structure; say plainly what is missing
+                text += f"\n\n## {section}\n\n(the language model did not write this section)"
+        header = f"# Bias report: class \"{evidence.class_name}\"\n\n_Written by {self.written_by}._\n\n"
+        return header + text.strip() + "\n"
+
+    # -- attributes -----------------------------------------------------------------------------
+    def attributes(self, evidence: Evidence, report: str) -> tuple[list[str], str]:
+        messages = [
+            {"role": "system", "content": self.prompts["attributes"]},
+            {"role": "user", "content": _evidence_text(evidence) + "\n\nBias report:\n" + report},
+        ]
+        keys = []
+        error = ""
+        for attempt in range(self.json_retries + 1):
+            keys.append(self.chat.key(self.llm, messages, self.json_mode))
+            text = self.chat.complete(self.llm, messages, json_mode=self.json_mode)
+            try:
+                proposal = parse_attributes(text, evidence.class_name, self.max_attributes)
+                return proposal.attributes, proposal.rationale
+            except ValueError as e:
+                error = str(e)
+                log.warning("attributes for %r: invalid answer (%s); asking for a repair", evidence.class_name, error)
+                messages = messages + [
+                    {"role": "assistant", "content": text},
+                    {"role": "user", "content": f"That reply is not valid: {error}. Reply again with ONLY the JSON "
+                     'object {"attributes": [...], "rationale": "..."}, no other text.'},
+                ]
+        for key in keys:  # never keep a chain that ended in failure: a rerun must ask again
+            self.chat.cache.delete(key)
+        raise ReasoningError(
+            f"model {self.llm!r} at {self.chat.endpoint} returned no valid attributes JSON for class "
+            f"{evidence.class_name!r} after {self.json_retries + 1} attempts; last problem: {error}"
+        )
+
+    def close(self) -> None:
+        self.chat.close()
+
+
+def parse_attributes(text: str, class_name: str, limit: int | None = None) -> AttributeProposal:
+    """Validate an LLM answer as an :class:`AttributeProposal`; raise ValueError saying what is wrong."""
+    body = text.strip()
+    fenced = re.search(r"```(?:json)?\s*(.*?)```", body, flags=re.S)
+    if fenced:
+        body = fenced.group(1).strip()
+    start, end = body.find("{"), body.rfind("}")
+    if start < 0:
+        raise ValueError("no JSON object found")
+    try:
+        data = json.loads(body[start : end + 1] if end > start else body[start:])
+    except json.JSONDecodeError as e:
+        raise ValueError(f"malformed JSON ({e.msg} at character {e.pos})") from None
+    if not isinstance(data, dict):
+        raise ValueError("the JSON must be an object")
+    try:
+        proposal = AttributeProposal.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ValueError(f"{'.'.join(map(str, err['loc'])) or 'object'}: {err['msg']}") from None
+    kept = finalize_attributes(proposal.attributes, class_name, limit)
+    if not kept:
+        raise ValueError(f"the attributes only repeat the class name {class_name!r}; name the spurious attribute")
+    return AttributeProposal(attributes=kept, rationale=proposal.rationale)
+
+
+def _missing_sections(text: str) -> list[str]:
+    low = text.lower()
+    return [s for s in REPORT_SECTIONS if s.lower() not in low]
+
+
+def _evidence_text(evidence: Evidence) -> str:
+    meta = evidence.meta
+    lines = [f"Class: {meta.class_name}", f"DEXTER mode: {meta.mode}-word"]
+    if meta.keywords:
+        lines.append("Discovered keywords (most supported first): " + ", ".join(meta.keywords))
+    for r in meta.runs:
+        lines.append(f"- run {r.run}: words {r.words}; images assigned to the class: {r.hits}; prompt: {r.prompt!r}")
+    lines.append(f"\nCaptions of {len(evidence.captions)} images the classifier assigned to this class:")
+    lines += [f"{i}. {c}" for i, c in enumerate(evidence.captions.values(), 1)]
+    return "\n".join(lines)

@@ -1,0 +1,167 @@
+"""The world CLIP: a transformers ``CLIPModel`` (small ViT + small text transformer) and its processor.
+
+Trained contrastively on world images and caption variants with a MULTI-POSITIVE loss: the world has
+few distinct captions, so a batch holds many captions that are true of an image ("a picture of a
+water." is true of every image on water); the usual one-positive CLIP loss would push those apart.
+Each image's probability mass over the batch's captions must fall on the consistent ones, and each
+caption's mass over images likewise. Zero-shot recognition then works from the single-word prompts
+that DEXTER's labelling writes ("a picture of a water." vs "a picture of a land.").
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from dexter.world.captions import Caption, consistency_matrix, random_caption, single_word_prompt
+from dro.data.synthetic import SyntheticWorldConfig, WorldSample
+
+log = logging.getLogger(__name__)
+
+# OpenAI CLIP's normalisation constants, kept so the processor looks like the real one.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def build_clip(tokenizer, image_size: int = 32, hidden: int = 64, layers: int = 3, patch: int = 4):
+    """A small CLIPModel whose text tower matches ``tokenizer`` (ids, BOS/EOS/PAD, 77 positions)."""
+    from transformers import CLIPConfig, CLIPModel
+
+    text = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        projection_dim=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=tokenizer.model_max_length,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    vision = dict(
+        image_size=image_size,
+        patch_size=patch,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        projection_dim=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+    )
+    return CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=hidden))
+
+
+def build_processor(tokenizer, image_size: int = 32):
+    """CLIPProcessor (image processor at the world's size + the word tokenizer), as the hub ships it."""
+    from transformers import CLIPImageProcessor, CLIPProcessor
+
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        image_mean=list(CLIP_MEAN),
+        image_std=list(CLIP_STD),
+    )
+    return CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """N x 3 x H x W in [-1, 1] -> CLIP pixel values (what the processor gives for the same pixels)."""
+    mean = torch.tensor(CLIP_MEAN, dtype=images.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, dtype=images.dtype).view(1, 3, 1, 1)
+    return ((images + 1) / 2 - mean) / std
+
+
+def image_embeddings(model, pixel_values: torch.Tensor) -> torch.Tensor:
+    out = model.get_image_features(pixel_values=pixel_values).pooler_output
+    return torch.nn.functional.normalize(out, dim=-1)
+
+
+def text_embeddings(model, tokenizer, texts: Sequence[str]) -> torch.Tensor:
+    batch = tokenizer(list(texts), padding=True, return_tensors="pt")
+    out = model.get_text_features(input_ids=batch.input_ids, attention_mask=batch.attention_mask).pooler_output
+    return torch.nn.functional.normalize(out, dim=-1)
+
+
+def multi_positive_loss(logits: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """Symmetric -log P(consistent) for an images x captions logit matrix and boolean positive mask.
+
+    Every row and column must have at least one positive (each caption describes its own image).
+    """
+    neg_inf = torch.finfo(logits.dtype).min
+    pos_logits = logits.masked_fill(~positive, neg_inf)
+    img = torch.logsumexp(logits, 1) - torch.logsumexp(pos_logits, 1)
+    txt = torch.logsumexp(logits, 0) - torch.logsumexp(pos_logits, 0)
+    return (img.mean() + txt.mean()) / 2
+
+
+def train_clip(
+    model,
+    tokenizer,
+    cfg: SyntheticWorldConfig,
+    samples: list[WorldSample],
+    images: torch.Tensor,
+    steps: int,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    seed: int = 0,
+    alt_images: torch.Tensor | None = None,
+    log_every: int = 100,
+) -> list[float]:
+    """Train in place; ``images`` are [-1, 1] tensors of ``samples``. ``alt_images`` (e.g. VAE
+    reconstructions of the same samples) replace half of each batch so CLIP also recognises images
+    that went through the generator's decoder. Returns per-step losses."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    g = torch.Generator().manual_seed(seed)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
+    losses: list[float] = []
+    t0 = time.time()
+    for step in range(steps):
+        idx = torch.randint(0, len(samples), (batch_size,), generator=g)
+        batch_samples = [samples[i] for i in idx.tolist()]
+        x = images[idx]
+        if alt_images is not None:
+            use_alt = torch.rand(batch_size, generator=g) < 0.5
+            x = torch.where(use_alt.view(-1, 1, 1, 1), alt_images[idx], x)
+        captions = [random_caption(cfg, s, rng) for s in batch_samples]
+        positive = torch.from_numpy(consistency_matrix(batch_samples, captions))
+        img = image_embeddings(model, normalise(x))
+        txt = text_embeddings(model, tokenizer, [c.text for c in captions])
+        scale = model.logit_scale.clamp(max=np.log(100.0)).exp()
+        loss = multi_positive_loss(scale * img @ txt.T, positive)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        if log_every and (step + 1) % log_every == 0:
+            log.info("clip step %d/%d loss %.4f (%.0fs)", step + 1, steps, np.mean(losses[-log_every:]),
+                     time.time() - t0)
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def zero_shot(model, tokenizer, images: torch.Tensor, words: Sequence[str], batch_size: int = 256) -> np.ndarray:
+    """Index into ``words`` of the best-matching prompt "a picture of a {word}." for each image.
+
+    ``images``: N x 3 x H x W in [-1, 1]."""
+    was_training = model.training
+    model.eval()
+    txt = text_embeddings(model, tokenizer, [single_word_prompt(w) for w in words])
+    preds = []
+    for i in range(0, images.shape[0], batch_size):
+        img = image_embeddings(model, normalise(images[i : i + batch_size]))
+        preds.append((img @ txt.T).argmax(1))
+    model.train(was_training)
+    return torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
+
+
+def caption_texts(captions: Sequence[Caption]) -> list[str]:
+    return [c.text for c in captions]

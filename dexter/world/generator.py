@@ -1,0 +1,207 @@
+"""The world text-to-image model in the Stable Diffusion pipeline format, and its training.
+
+Design (FINDINGS.md): x0 ("sample") prediction, because epsilon prediction failed for few-step sampling
+from t=999; ``clip_sample=False`` (latents are not in [-1, 1]). The text encoder is the world CLIP's
+text tower, frozen: its token embeddings are what DEXTER splices its soft prompt into. Training
+timesteps are drawn mostly from the exact 4-step LCM schedule DEXTER samples with (999, 759, 499, 259),
+where the UNet's capacity matters; the rest uniformly, so other step counts still work.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dexter.world.captions import random_caption
+from dro.data.synthetic import SyntheticWorldConfig, WorldSample
+
+log = logging.getLogger(__name__)
+
+
+def build_scheduler():
+    """LCMScheduler for x0-prediction few-step sampling in latent space."""
+    from diffusers import LCMScheduler
+
+    return LCMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type="sample",
+        clip_sample=False,
+        set_alpha_to_one=True,
+        original_inference_steps=50,
+        timestep_spacing="leading",
+    )
+
+
+def build_unet(latent_size: int, cross_attention_dim: int, channels: tuple[int, int] = (32, 64)):
+    """A small UNet2DConditionModel with cross-attention at every level (about 1 M parameters)."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=latent_size,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D",) * len(channels),
+        up_block_types=("CrossAttnUpBlock2D",) * len(channels),
+        block_out_channels=channels,
+        layers_per_block=1,
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
+
+
+def text_encoder_from_clip(clip_model):
+    """A standalone CLIPTextModel with the world CLIP's text tower weights (frozen)."""
+    from transformers import CLIPTextModel
+
+    te = CLIPTextModel(clip_model.config.text_config)
+    te.load_state_dict(clip_model.text_model.state_dict())
+    te.requires_grad_(False)
+    return te.eval()
+
+
+@torch.no_grad()
+def encode_prompts(text_encoder, tokenizer, prompts: Sequence[str]) -> torch.Tensor:
+    """The pipeline's conditioning: last hidden states of prompts padded to model_max_length."""
+    ids = tokenizer(
+        list(prompts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+        return_tensors="pt",
+    ).input_ids
+    return text_encoder(ids).last_hidden_state
+
+
+def lcm_timesteps(scheduler, steps: int) -> torch.Tensor:
+    scheduler.set_timesteps(steps)
+    return scheduler.timesteps.clone()
+
+
+def sample_timesteps(
+    n: int, lcm_steps: torch.Tensor, lcm_share: float, num_train: int, g: torch.Generator
+) -> torch.Tensor:
+    """Mix of the sampler's own timesteps (share ``lcm_share``) and uniform ones."""
+    on_grid = torch.rand(n, generator=g) < lcm_share
+    grid = lcm_steps[torch.randint(0, len(lcm_steps), (n,), generator=g)]
+    uniform = torch.randint(0, num_train, (n,), generator=g)
+    return torch.where(on_grid, grid, uniform).long()
+
+
+def train_unet(
+    unet,
+    text_encoder,
+    tokenizer,
+    scheduler,
+    cfg: SyntheticWorldConfig,
+    samples: list[WorldSample],
+    latents: torch.Tensor,
+    steps: int,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    lcm_share: float = 0.75,
+    sampling_steps: int = 4,
+    seed: int = 0,
+    start_step: int = 0,
+    optimizer_state: dict | None = None,
+    callback: Callable[[int, object, list[float]], None] | None = None,
+    callback_every: int = 500,
+    log_every: int = 50,
+) -> list[float]:
+    """x0-prediction training in place on scaled ``latents`` of ``samples`` with caption variants.
+
+    Resumable: the random streams are re-derived from (seed, step), so training steps [a, b) give the
+    same result whether or not the run was interrupted at a (given the saved optimizer state).
+    ``callback(step, optimizer, losses)`` runs every ``callback_every`` steps (evaluation, checkpoints).
+    """
+    alphas = scheduler.alphas_cumprod
+    grid = lcm_timesteps(scheduler, sampling_steps)
+    unet.train()
+    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
+    losses: list[float] = []
+    t0 = time.time()
+    for step in range(start_step, steps):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        rng = np.random.default_rng([seed, step])
+        for group in opt.param_groups:  # linear warm-up then cosine decay, a pure function of step
+            group["lr"] = lr_at(step, steps, lr)
+        idx = torch.randint(0, len(samples), (batch_size,), generator=g)
+        captions = [random_caption(cfg, samples[i], rng).text for i in idx.tolist()]
+        cond = encode_prompts(text_encoder, tokenizer, captions)
+        x0 = latents[idx]
+        t = sample_timesteps(batch_size, grid, lcm_share, len(alphas), g)
+        noise = torch.randn(x0.shape, generator=g)
+        a = alphas[t].view(-1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        pred = unet(xt, t, encoder_hidden_states=cond).sample
+        loss = F.mse_loss(pred, x0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        losses.append(float(loss.detach()))
+        if log_every and (step + 1) % log_every == 0:
+            log.info("unet step %d/%d loss %.4f lr %.2e (%.0fs)", step + 1, steps, np.mean(losses[-log_every:]),
+                     lr_at(step, steps, lr), time.time() - t0)
+        if callback is not None and ((step + 1) % callback_every == 0 or step + 1 == steps):
+            unet.eval()
+            callback(step + 1, opt, losses)
+            unet.train()
+    unet.eval()
+    return losses
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int = 100) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(progress, 1.0))))
+
+
+@torch.no_grad()
+def sample_images(
+    unet, vae, text_encoder, tokenizer, scheduler, prompts: Sequence[str], steps: int = 4, seed: int = 0,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """The pipeline's sampling loop, unrolled (guidance 1, LCM): a fast in-training check.
+
+    Returns N x 3 x H x W in [-1, 1]. The gates use ``StableDiffusionPipeline`` itself instead.
+    """
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    size = unet.config.sample_size
+    for i in range(0, len(prompts), batch_size):
+        chunk = prompts[i : i + batch_size]
+        cond = encode_prompts(text_encoder, tokenizer, chunk)
+        latents = torch.randn((len(chunk), unet.config.in_channels, size, size), generator=g)
+        latents = latents * scheduler.init_noise_sigma
+        scheduler.set_timesteps(steps)
+        denoised = latents
+        for t in scheduler.timesteps:
+            pred = unet(latents, t, encoder_hidden_states=cond).sample
+            latents, denoised = scheduler.step(pred, t, latents, generator=g, return_dict=False)
+        out.append(vae.decode(denoised / vae.config.scaling_factor).sample.clamp(-1, 1))
+    return torch.cat(out)
+
+
+def assemble_pipeline(unet, vae, text_encoder, tokenizer, scheduler):
+    """The StableDiffusionPipeline object (no safety checker) that ``save_pretrained`` writes."""
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )

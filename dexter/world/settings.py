@@ -1,0 +1,41 @@
+"""The training recipe of the world models: one frozen record, saved into the manifest."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class WorldTrainSettings:
+    """Everything that determines the trained artifacts (with the code and torch's CPU kernels).
+
+    The defaults are the recipe of the committed ``data/world`` artifacts.
+    """
+
+    num_classes: int = 2
+    image_size: int = 32
+    seed: int = 0
+    threads: int = 2
+    train_images: int = 12000
+    # VAE
+    vae_steps: int = 1500
+    vae_batch: int = 32
+    vae_lr: float = 1e-3
+    # CLIP
+    clip_steps: int = 1500
+    clip_batch: int = 128
+    clip_lr: float = 2e-3
+    # BERT
+    bert_steps: int = 1500
+    bert_batch: int = 64
+    bert_lr: float = 2e-3
+    # generator (UNet)
+    unet_steps: int = 4000
+    unet_batch: int = 128
+    unet_lr: float = 1e-3
+    lcm_timestep_share: float = 0.75  # share of UNet training timesteps drawn from the 4-step LCM schedule
+    sampling_steps: int = 4
+    eval_every: int = 500  # UNet steps between faithfulness checks in the log (and checkpoints)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

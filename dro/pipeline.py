@@ -1,0 +1,259 @@
+"""The steps the thin stages call: train the audited ERM model, label slices, retrain three ways.
+
+Each function takes explicit arguments (no params file): the stages translate params.yaml into them.
+Which group labels each retraining method may see is fixed HERE, in one table (:data:`METHODS`):
+
+==================  ==================  ==========================  =======================
+method              training loss       train groups (loss/sampler)  model selection (val)
+==================  ==================  ==========================  =======================
+``erm``             mean                none                        plain accuracy
+``groupdro_oracle`` group DRO           TRUE groups                 TRUE worst-group
+``dro_dexter``      group DRO           PSEUDO-groups               PSEUDO worst-group
+==================  ==================  ==========================  =======================
+
+True groups are used for one thing only outside the oracle row: the final test evaluation.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dro.data import GroupImageDataset
+from dro.evaluate import Convention, evaluate_predictions
+from dro.io import atomic_write_json, atomic_writer
+from dro.last_layer import feature_source, new_head, with_head
+from dro.models import Classifier, build_classifier, load_classifier, save_classifier
+from dro.slices import (
+    ClipEncoder,
+    assign_slices,
+    cached_image_embeddings,
+    class_prototypes,
+    labelling_quality,
+    majority_attribute,
+    pseudo_group_names,
+    true_conflicting,
+)
+from dro.sources import image_source, predict
+from dro.train import SplitData, TrainConfig, TrainResult, train
+
+METHODS: dict[str, tuple[str, str | None]] = {  # name -> (loss, groups it may see)
+    "erm": ("erm", None),
+    "groupdro_oracle": ("group_dro", "true"),
+    "dro_dexter": ("group_dro", "pseudo"),
+}
+LABELS_FILE = "pseudo_groups.csv"
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; anything else as given (checked)."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {spec!r} requested but CUDA is not available (set device: auto or cpu)")
+    return dev
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    arch: str
+    image_size: int
+    pretrained: bool = False
+    num_workers: int = 0
+
+
+def _split(ds: GroupImageDataset, spec: ModelSpec, groups: np.ndarray | None, num_groups: int,
+           source=None) -> SplitData:
+    src = source if source is not None else image_source(ds, spec.image_size, spec.num_workers)
+    return SplitData(src, ds.y, groups, num_groups if groups is not None else 0)
+
+
+def true_groups_or_fail(ds: GroupImageDataset, what: str) -> np.ndarray:
+    g = ds.groups
+    if (g < 0).any():
+        raise ValueError(f"{what} needs the true group of every {ds.split} image, but "
+                         f"{int((g < 0).sum())} have an unknown attribute")
+    return g
+
+
+# ---------------------------------------------------------------------------------------------
+# The audited ERM classifier
+# ---------------------------------------------------------------------------------------------
+
+
+def train_erm_classifier(datasets: dict[str, GroupImageDataset], spec: ModelSpec, cfg: TrainConfig,
+                         ckpt_dir: Path, out_dir: Path, device: torch.device,
+                         log: Callable[[str], None] = print) -> tuple[Classifier, TrainResult]:
+    """ERM, selected on plain validation accuracy (no groups: the model a user would bring)."""
+    info = datasets["train"].info
+    torch.manual_seed(cfg.seed)
+    model = build_classifier(spec.arch, info.class_names, spec.image_size, pretrained=spec.pretrained)
+    result = train(model, _split(datasets["train"], spec, None, 0), _split(datasets["val"], spec, None, 0),
+                   replace(cfg, method="erm"), ckpt_dir, device=device, log=log)
+    save_classifier(model, out_dir)
+    atomic_write_json(out_dir / "train.json", {"best_epoch": result.best_epoch, "selection": result.selection,
+                                               "best_val_acc": result.best_score, "history": result.history})
+    return model, result
+
+
+# ---------------------------------------------------------------------------------------------
+# Slice labelling
+# ---------------------------------------------------------------------------------------------
+
+
+def label_splits(
+    datasets: dict[str, GroupImageDataset],
+    encoder: ClipEncoder,
+    keywords: Sequence[Sequence[str]],
+    templates: Sequence[str],
+    class_templates: Sequence[str],
+    temperature: float,
+    cache_dir: Path,
+    out_dir: Path,
+    splits: Sequence[str] = ("train", "val"),
+    batch_size: int = 256,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Pseudo-groups for ``splits`` -> ``out_dir/pseudo_groups.csv`` + ``meta.json``; returns the
+    labelling quality (where true attributes are known) that the stage writes as a metric."""
+    info = datasets["train"].info
+    if len(keywords) != info.num_classes:
+        raise ValueError(f"{len(keywords)} keyword lists for {info.num_classes} classes")
+    protos = class_prototypes(encoder.encode_text, keywords, templates, class_templates)
+    train = datasets["train"]
+    majority = majority_attribute(train.y, train.a, info.num_classes)
+    rows, quality = [], {}
+    for split in splits:
+        ds = datasets[split]
+        emb = cached_image_embeddings(encoder, ds, cache_dir, batch_size, log)
+        a = assign_slices(emb, ds.y, protos, temperature)
+        for i in range(len(ds)):
+            rows.append((split, i, int(ds.y[i]), int(a.pseudo_groups[i]), int(a.conflicting[i]),
+                         float(a.probs[i, ds.y[i]])))
+        known = (ds.a >= 0) & (majority[ds.y] >= 0)
+        counts = np.bincount(a.pseudo_groups, minlength=2 * info.num_classes)
+        quality[split] = {"pseudo_group_counts": dict(zip(pseudo_group_names(info.class_names),
+                                                          map(int, counts)))}
+        if known.any():
+            quality[split].update(labelling_quality(a.conflicting, true_conflicting(ds.y, ds.a, majority),
+                                                    ds.y, known, info.class_names))
+    with atomic_writer(out_dir / LABELS_FILE, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["split", "index", "y", "pseudo_group", "conflicting", "p_own"])
+        w.writerows(rows)
+    atomic_write_json(out_dir / "meta.json", {
+        "clip": encoder.name, "temperature": temperature, "keywords": {
+            info.class_names[c]: list(k) for c, k in enumerate(keywords)},
+        "templates": list(templates), "class_templates": list(class_templates),
+        "group_names": pseudo_group_names(info.class_names),
+        "aligned_attribute_from_train_majority": [
+            info.attribute_values[m] if m >= 0 else None for m in majority],
+    })
+    return quality
+
+
+def load_pseudo_groups(labels_dir: Path, datasets: dict[str, GroupImageDataset],
+                       splits: Sequence[str] = ("train", "val")) -> dict[str, np.ndarray]:
+    """Pseudo-groups written by :func:`label_splits`, checked against the datasets' sizes and labels."""
+    path = Path(labels_dir) / LABELS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no pseudo-groups at {path} (run the label stage first)")
+    out = {s: np.full(len(datasets[s]), -1, dtype=np.int64) for s in splits}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            s = row["split"]
+            if s in out:
+                i = int(row["index"])
+                if int(row["y"]) != int(datasets[s].y[i]):
+                    raise ValueError(f"{path}: label of {s}[{i}] differs from the dataset (stale labels?)")
+                out[s][i] = int(row["pseudo_group"])
+    for s, g in out.items():
+        if (g < 0).any():
+            raise ValueError(f"{path}: {int((g < 0).sum())} {s} images have no pseudo-group (stale labels?)")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Retraining and test evaluation
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MethodRun:
+    method: str
+    seed: int
+    metrics: dict
+    result: TrainResult
+
+
+def retrain(
+    method: str,
+    datasets: dict[str, GroupImageDataset],
+    spec: ModelSpec,
+    cfg: TrainConfig,
+    *,
+    pseudo: dict[str, np.ndarray] | None,
+    mode: str,
+    erm_model: Classifier | None,
+    ckpt_dir: Path,
+    cache_dir: Path,
+    model_out: Path | None,
+    convention: Convention,
+    device: torch.device,
+    log: Callable[[str], None] = print,
+) -> MethodRun:
+    """Train one method for one seed (full model or last layer) and evaluate it on TEST true groups."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {list(METHODS)}")
+    loss, visible = METHODS[method]
+    info = datasets["train"].info
+    if visible == "true":
+        tg, vg, ng = (true_groups_or_fail(datasets["train"], method),
+                      true_groups_or_fail(datasets["val"], method), info.num_groups)
+    elif visible == "pseudo":
+        if pseudo is None:
+            raise ValueError("dro_dexter needs pseudo-groups (run the label stage)")
+        tg, vg, ng = pseudo["train"], pseudo["val"], 2 * info.num_classes
+    else:
+        tg, vg, ng = None, None, 0
+    cfg = replace(cfg, method=loss)
+    test = datasets["test"]
+    if mode == "full":
+        torch.manual_seed(cfg.seed)
+        model = build_classifier(spec.arch, info.class_names, spec.image_size, pretrained=spec.pretrained)
+        result = train(model, _split(datasets["train"], spec, tg, ng), _split(datasets["val"], spec, vg, ng),
+                       cfg, ckpt_dir, device=device, log=log)
+        pred = predict(model, image_source(test, spec.image_size, spec.num_workers), device, cfg.eval_batch_size)
+    elif mode == "last_layer":
+        if erm_model is None:
+            raise ValueError("last_layer mode needs the ERM model whose backbone is kept")
+        feats = {s: feature_source(erm_model, image_source(datasets[s], spec.image_size, spec.num_workers),
+                                   cache_dir, f"{info.name}-{s}", device, cfg.eval_batch_size, log)
+                 for s in ("train", "val", "test")}
+        head = new_head(erm_model, cfg.seed)
+        result = train(head, _split(datasets["train"], spec, tg, ng, feats["train"]),
+                       _split(datasets["val"], spec, vg, ng, feats["val"]), cfg, ckpt_dir, device=device, log=log)
+        pred = predict(head, feats["test"], device, cfg.eval_batch_size)
+        model = with_head(erm_model, head.cpu())
+    else:
+        raise ValueError(f"unknown mode {mode!r}; expected 'full' or 'last_layer'")
+    if model_out is not None:
+        save_classifier(model.cpu(), model_out)
+    names = [info.group_name(g) for g in range(info.num_groups)]
+    train_counts = np.bincount(datasets["train"].groups[datasets["train"].groups >= 0], minlength=info.num_groups)
+    metrics = evaluate_predictions(pred, test.y, test.groups, names, convention, train_counts)
+    metrics.update({"best_epoch": result.best_epoch, "selection": result.selection,
+                    "selection_groups": visible or "none"})
+    log(f"{method} seed {cfg.seed}: test worst-group {metrics['worst_group_acc']:.4f} "
+        f"avg {metrics['avg_acc']:.4f} (best epoch {result.best_epoch})")
+    return MethodRun(method, cfg.seed, metrics, result)
+
+
+def load_erm(erm_dir: Path, device: torch.device) -> Classifier:
+    return load_classifier(erm_dir, device)

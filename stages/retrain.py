@@ -1,0 +1,60 @@
+"""Stage ``retrain``: ERM, GroupDRO on true groups (oracle) and GroupDRO on DEXTER pseudo-groups, over
+``seeds`` -> ``results/`` (metrics.json, table.md, per_seed.json, plots/).
+
+``dro.mode: full`` trains whole classifiers with the dataset's training settings; ``last_layer`` keeps
+the audited ERM model's backbone (``outputs/erm``) and retrains its head over cached features.
+Every run checkpoints under ``outputs/checkpoints/retrain/<method>/seed<k>`` and resumes after a kill.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stages.dro_common import (
+    CACHE, CHECKPOINTS, ERM_DIR, LABELS_DIR, PREPARED, RESULTS, RETRAIN_DIR,
+    full_train_config, last_layer_train_config, log, model_spec,
+)
+from stages.params import load_params
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--prepared", type=Path, default=PREPARED)
+    ap.add_argument("--labels", type=Path, default=LABELS_DIR)
+    ap.add_argument("--erm", type=Path, default=ERM_DIR)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+
+    from dro.data import open_prepared
+    from dro.evaluate import convention_for
+    from dro.pipeline import load_erm, load_pseudo_groups, resolve_device, retrain
+    from dro.report import build_metrics, write_results
+
+    device = resolve_device(params.device)
+    datasets = open_prepared(args.prepared)
+    methods = params.dro.methods
+    pseudo = load_pseudo_groups(args.labels, datasets) if "dro_dexter" in methods else None
+    mode = params.dro.mode
+    erm_model = load_erm(args.erm, device) if mode == "last_layer" else None
+    per_seed: dict[str, list[dict]] = {m: [] for m in methods}
+    curves = {}
+    for seed in params.seeds:
+        cfg = full_train_config(params, seed) if mode == "full" else last_layer_train_config(params, seed)
+        for method in methods:
+            log(f"== {method}, seed {seed}, mode {mode}")
+            run = retrain(method, datasets, model_spec(params), cfg, pseudo=pseudo, mode=mode,
+                          erm_model=erm_model, ckpt_dir=CHECKPOINTS / "retrain" / mode / method / f"seed{seed}",
+                          cache_dir=CACHE / "features", model_out=RETRAIN_DIR / method / f"seed{seed}",
+                          convention=convention_for(params.dataset), device=device, log=log)
+            per_seed[method].append({"seed": seed, **run.metrics})
+            curves[f"{method}_seed{seed}"] = run.result.history
+    metrics = build_metrics(params.dataset, per_seed, params.seeds, mode)
+    write_results(args.out, metrics, per_seed, curves)
+    log((args.out / "table.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""The params.yaml schema: the repo's file is valid; every mistake is ONE line naming the key."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.params import Params, ParamsError, load_params, parse_params
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = REPO / "params.yaml"
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    return yaml.safe_load(PARAMS.read_text())
+
+
+def test_repo_params_are_valid() -> None:
+    params = load_params(PARAMS)
+    assert isinstance(params, Params)
+    assert params.dataset in ("synthetic", "waterbirds", "celeba")
+    assert params.dataset_section.models in params.models
+    assert 0 <= params.synthetic.correlation <= 1
+
+
+def _set(path: str, value) -> Callable[[dict], None]:
+    def edit(d: dict) -> None:
+        *parents, leaf = path.split(".")
+        for p in parents:
+            d = d.setdefault(p, {})
+        d[leaf] = value
+
+    return edit
+
+
+def _drop(path: str) -> Callable[[dict], None]:
+    def edit(d: dict) -> None:
+        *parents, leaf = path.split(".")
+        for p in parents:
+            d = d[p]
+        del d[leaf]
+
+    return edit
+
+
+CASES = [
+    (_set("foo", 1), "foo: unknown key"),
+    (_set("dexter.stepz", 10), "dexter.stepz: unknown key"),
+    (_set("synthetic.train.epochz", 3), "synthetic.train.epochz: unknown key"),
+    (_set("seed", "abc"), "seed: Input should be a valid integer"),
+    (_set("synthetic.image_size", "big"), "synthetic.image_size: Input should be a valid integer"),
+    (_set("synthetic.correlation", 1.5), "synthetic.correlation: Input should be less than or equal to 1"),
+    (_set("synthetic.spurious", "texture"), "synthetic.spurious: Input should be 'background' or 'color'"),
+    (_set("dataset", "imagenet"), "dataset: Input should be 'synthetic', 'waterbirds' or 'celeba'"),
+    (_set("synthetic.models", "nope"), "synthetic.models names 'nope'"),
+    (_drop("models.world.bert"), "models.world.bert: required key is missing"),
+    (_set("celeba.spurious", "Blond_Hair"), "celeba: target and spurious must be different"),
+]
+
+
+@pytest.mark.parametrize(("edit", "expected"), CASES, ids=[c[1].split(":")[0] for c in CASES])
+def test_schema_errors_are_one_line_naming_the_key(raw: dict, edit, expected: str) -> None:
+    bad = copy.deepcopy(raw)
+    edit(bad)
+    with pytest.raises(ParamsError) as err:
+        parse_params(bad)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith("params.yaml: ")
+    assert expected in msg
+
+
+def test_file_level_errors(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError, match="file not found"):
+        load_params(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("dataset: [unclosed\n")
+    with pytest.raises(ParamsError) as err:
+        load_params(broken)
+    assert "not valid YAML" in str(err.value) and "\n" not in str(err.value)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- 1\n- 2\n")
+    with pytest.raises(ParamsError, match="top level must be a mapping"):
+        load_params(listing)
+
+
+def test_a_stage_exits_nonzero_fast_with_the_one_line_message(raw: dict, tmp_path: Path) -> None:
+    bad = copy.deepcopy(raw)
+    bad["synthetic"]["correlation"] = 1.5
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.prepare", "--params", str(path), "--out", str(tmp_path / "out")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    elapsed = time.monotonic() - start
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "synthetic.correlation" in lines[0] and "Traceback" not in proc.stderr
+    assert elapsed < 15, f"took {elapsed:.1f}s: the schema must be checked before heavy imports"
+    assert not (tmp_path / "out").exists()  # nothing written before validation
