@@ -16,6 +16,8 @@ the Salient-ImageNet work (``{"model": {"module.model.conv1.weight": ...}}``), o
 
 from __future__ import annotations
 
+from dexter.errors import DexterInputError
+
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -26,7 +28,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class ClassifierError(ValueError):
+class ClassifierError(DexterInputError):
     """The classifier cannot be built (unknown name, unreadable checkpoint, weights unreachable)."""
 
 

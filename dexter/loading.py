@@ -11,6 +11,8 @@ BEFORE gigabytes of other models are read.
 
 from __future__ import annotations
 
+from dexter.errors import DexterInputError
+
 import os
 import re
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ _MARKER = {
 }
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(DexterInputError):
     """A model spec cannot be loaded; the message names the spec and how to provide it locally."""
 
 
@@ -149,7 +151,7 @@ def load_sd(spec: str, lora: str | None = None, device: torch.device | str = "cp
     check_spec(spec, "stable_diffusion")
     if lora is not None:
         check_spec(lora, "lcm_lora")
-    pipe = _load("stable_diffusion", spec, StableDiffusionPipeline.from_pretrained, spec, torch_dtype=dtype,
+    pipe = _load("stable_diffusion", spec, StableDiffusionPipeline.from_pretrained, spec, dtype=dtype,
                  safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     if lora is not None:
         _load("lcm_lora", lora, pipe.load_lora_weights, lora)

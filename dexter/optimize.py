@@ -14,6 +14,7 @@ classes at once, writes outputs (``dexter.outputs``) and resumes after a crash.
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ import torch
 
 from dexter import outputs
 from dexter.classifiers import FeatureHeadClassifier, top_feature_neurons
+from dexter.errors import DexterInputError
 from dexter.loading import SDComponents
 from dexter.objective import (
     activation_loss,
@@ -63,12 +65,12 @@ class DexterConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in TEMPLATES:
-            raise ValueError(f"mode must be one of {sorted(TEMPLATES)}, got {self.mode!r}")
+            raise DexterInputError(f"mode must be one of {sorted(TEMPLATES)}, got {self.mode!r}")
         for name in ("runs_per_class", "steps", "images_per_step", "inference_steps", "soft_prompt_length"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise DexterInputError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_batch is not None and self.max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1 or None, got {self.max_batch}")
+            raise DexterInputError(f"max_batch must be at least 1 or None, got {self.max_batch}")
 
     @property
     def template_text(self) -> str:
@@ -229,10 +231,10 @@ def dexter_step(models: DexterModels, states: Sequence[RunState]) -> list[StepRe
         labels = [models.tokens[sl.label] if sl.label is not None else "" for sl in s.slots]
         row = {
             "step": s.step,
-            "loss": float(act[i] + mask_loss[i]),
-            "activation_loss": float(act[i]),
-            "mask_loss": float(mask_loss[i]),
-            "class_loss": float(nl.class_loss.view(b, n)[i].mean()),
+            "loss": float(act[i].detach() + mask_loss[i].detach()),
+            "activation_loss": float(act[i].detach()),
+            "mask_loss": float(mask_loss[i].detach()),
+            "class_loss": float(nl.class_loss.detach().view(b, n)[i].mean()),
             "class_prob": float(probs[i].mean()),
             "hit": int(step_hit),
             "words": " ".join(s.last_words),
@@ -257,8 +259,9 @@ def run_result(models: DexterModels, state: RunState) -> dict[str, Any]:
     shown = [w if w is not None else lw for w, lw in zip(words, state.last_words or [None] * len(words))]
     return {
         "run": state.run,
-        "keyword": words[0],
-        "words": words,
+        "keyword": words[0],  # mask 1's pseudo-label (the class-neuron slot); None if it never got one
+        "words": [w for w in words if w is not None],
+        "mask_words": words,  # per mask, None where a mask never got a pseudo-label
         "prompt": models.text.tokens.fill(shown),
         "steps": state.step,
         "stopped_early": state.stopped_early,
@@ -314,7 +317,7 @@ def explain_classes(
     names = list(class_names) if class_names is not None else models.classifier.class_names
     for c in classes:
         if not 0 <= c < len(names):
-            raise ValueError(f"class index {c} out of range [0, {len(names)})")
+            raise DexterInputError(f"class index {c} out of range [0, {len(names)})")
     finished: dict[int, Path] = {}
     queue: list[_ClassJob] = []
     for c in classes:
@@ -332,6 +335,9 @@ def explain_classes(
                 on_class_done(job.index, finished[job.index])
             return None
         excluded = [w for r in job.done_runs for w in r["words"] if w]
+        stale = outputs.run_dir(out_dir, job.index, job.name, len(job.done_runs))
+        if stale.exists():  # an interrupted attempt of this run: its frames would mix with the new ones
+            shutil.rmtree(stale)
         fids = feature_neurons.get(job.index) if feature_neurons else None
         return new_run_state(models, job.index, job.name, len(job.done_runs), excluded, fids)
 

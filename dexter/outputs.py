@@ -5,6 +5,8 @@ Layout under an output folder::
     <class_index:03d>_<class_name>/
         keywords.json          {"class_index", "class_name", "mode", "keywords": [one per run],
                                 "runs": [{"run", "words", "prompt", "steps", "stopped_early", "hits"}]}
+                               keyword = the run's pseudo-label of mask 1 (runs without one add none);
+                               words = the run's pseudo-labels in mask order (masks without one omitted)
         run_<r>/
             config.json        the run's settings (models, seeds, excluded words; never a secret)
             losses.csv         one row per optimisation step

@@ -38,7 +38,8 @@ class VocabMap:
         """M as a torch sparse COO 0/1 matrix (V_bert x V_clip)."""
         rows = np.nonzero(self.matched)[0]
         idx = torch.from_numpy(np.stack([rows, self.clip_index[rows]]))
-        return torch.sparse_coo_tensor(idx, torch.ones(len(rows)), (len(self.clip_index), self.clip_vocab_size))
+        return torch.sparse_coo_tensor(idx, torch.ones(len(rows)), (len(self.clip_index), self.clip_vocab_size),
+                                       check_invariants=True)
 
 
 def vocab_key(bert_vocab: dict[str, int], clip_vocab: dict[str, int]) -> str:

@@ -14,6 +14,9 @@ inside it first. Both builders check by round trip that each word is one token a
 
 from __future__ import annotations
 
+from dexter.errors import DexterInputError
+
+from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -26,7 +29,7 @@ BERT_PUNCTUATION = (".", ",")
 BERT_SUBWORDS = ("##s", "##ing")
 
 
-class WordTokenizerError(ValueError):
+class WordTokenizerError(DexterInputError):
     """A word cannot be made a single token (wrong characters, or the merges cannot be ordered)."""
 
 
@@ -115,12 +118,13 @@ def _toposort(after: dict, pieces: Sequence[str]) -> list:
     for m, succ in after.items():
         for s in succ:
             indegree[s] += 1
-    ready = [m for m in after if indegree[m] == 0]
+    rank = {m: i for i, m in enumerate(after)}
+    ready = deque(m for m in after if indegree[m] == 0)
     out = []
     while ready:
-        m = ready.pop(0)
+        m = ready.popleft()
         out.append(m)
-        for s in sorted(after[m], key=list(after).index):
+        for s in sorted(after[m], key=rank.__getitem__):
             indegree[s] -= 1
             if indegree[s] == 0:
                 ready.append(s)
@@ -167,8 +171,9 @@ def _check_clip(tok, words: Sequence[str], pieces: Sequence[str]) -> None:
         want = vocab.get(p + CLIP_SUFFIX)
         if ids != [want]:
             raise WordTokenizerError(f"CLIP word {w!r} tokenises to {ids}, expected the single token {want}")
-    ids = tok(" ".join(words)).input_ids
-    if ids[0] != tok.bos_token_id or ids[-1] != tok.eos_token_id or len(ids) != len(words) + 2:
+    sentence = words[:50]
+    ids = tok(" ".join(sentence)).input_ids
+    if ids[0] != tok.bos_token_id or ids[-1] != tok.eos_token_id or len(ids) != len(sentence) + 2:
         raise WordTokenizerError(f"CLIP tokenizer does not frame a sentence as BOS words EOS: {ids}")
 
 

@@ -26,7 +26,7 @@ import torch
 
 from dro.data import GroupImageDataset
 from dro.evaluate import Convention, evaluate_predictions
-from dro.io import atomic_write_json, atomic_writer
+from dro.io import atomic_write_json, atomic_write_text, atomic_writer
 from dro.last_layer import feature_source, new_head, with_head
 from dro.models import Classifier, build_classifier, load_classifier, save_classifier
 from dro.slices import (
@@ -89,7 +89,8 @@ def true_groups_or_fail(ds: GroupImageDataset, what: str) -> np.ndarray:
 
 def train_erm_classifier(datasets: dict[str, GroupImageDataset], spec: ModelSpec, cfg: TrainConfig,
                          ckpt_dir: Path, out_dir: Path, device: torch.device,
-                         log: Callable[[str], None] = print) -> tuple[Classifier, TrainResult]:
+                         log: Callable[[str], None] = print, curve_csv: Path | None = None,
+                         ) -> tuple[Classifier, TrainResult]:
     """ERM, selected on plain validation accuracy (no groups: the model a user would bring)."""
     info = datasets["train"].info
     torch.manual_seed(cfg.seed)
@@ -97,6 +98,10 @@ def train_erm_classifier(datasets: dict[str, GroupImageDataset], spec: ModelSpec
     result = train(model, _split(datasets["train"], spec, None, 0), _split(datasets["val"], spec, None, 0),
                    replace(cfg, method="erm"), ckpt_dir, device=device, log=log)
     save_classifier(model, out_dir)
+    if curve_csv is not None:
+        from dro.report import curves_csv
+
+        atomic_write_text(curve_csv, curves_csv(result.history))
     atomic_write_json(out_dir / "train.json", {"best_epoch": result.best_epoch, "selection": result.selection,
                                                "best_val_acc": result.best_score, "history": result.history})
     return model, result
@@ -138,6 +143,12 @@ def label_splits(
                          float(a.probs[i, ds.y[i]])))
         known = (ds.a >= 0) & (majority[ds.y] >= 0)
         counts = np.bincount(a.pseudo_groups, minlength=2 * info.num_classes)
+        for c, name in enumerate(info.class_names):
+            n_al, n_cf = counts[2 * c], counts[2 * c + 1]
+            if n_al + n_cf and min(n_al, n_cf) == 0:
+                log(f"WARNING {split}: every {name} image is labelled "
+                    f"{'conflicting' if n_al == 0 else 'aligned'}: the keywords do not separate this class "
+                    "(group DRO then has one group for it)")
         quality[split] = {"pseudo_group_counts": dict(zip(pseudo_group_names(info.class_names),
                                                           map(int, counts)))}
         if known.any():

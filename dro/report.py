@@ -59,16 +59,14 @@ def table_markdown(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def group_acc_csv(metrics: dict) -> str:
-    """One row per true group, one column per method (DVC bar plots: x=group, y=<method>)."""
-    methods = list(metrics["methods"])
-    groups = list(next(iter(metrics["methods"].values()))["group_acc"])
+def group_acc_csv(metrics: dict, method: str) -> str:
+    """One method's per-group test accuracy, one row per true group (DVC bar plot: x=acc, y=group)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["group", *methods])
-    for g in groups:
-        w.writerow([g, *("" if metrics["methods"][m]["group_acc"].get(g) is None
-                         else f"{metrics['methods'][m]['group_acc'][g]:.6f}" for m in methods)])
+    w.writerow(["group", "acc"])
+    for g, acc in metrics["methods"][method]["group_acc"].items():
+        if acc is not None:  # empty test groups have no accuracy
+            w.writerow([g, f"{acc:.6f}"])
     return buf.getvalue()
 
 
@@ -85,12 +83,13 @@ def curves_csv(history: list[dict]) -> str:
 
 
 def write_results(out_dir: Path, metrics: dict, per_seed: dict, curves: dict[str, list[dict]]) -> None:
-    """``metrics.json``, ``per_seed.json``, ``table.md``, ``plots/group_acc.csv``,
+    """``metrics.json``, ``per_seed.json``, ``table.md``, ``plots/group_acc/<method>.csv``,
     ``plots/curves/<method>_seed<k>.csv`` -- each written atomically."""
     out_dir = Path(out_dir)
     for name, history in curves.items():
         atomic_write_text(out_dir / "plots" / "curves" / f"{name}.csv", curves_csv(history))
-    atomic_write_text(out_dir / "plots" / "group_acc.csv", group_acc_csv(metrics))
+    for method in metrics["methods"]:
+        atomic_write_text(out_dir / "plots" / "group_acc" / f"{method}.csv", group_acc_csv(metrics, method))
     atomic_write_json(out_dir / "per_seed.json", per_seed)
     atomic_write_text(out_dir / "table.md", table_markdown(metrics))
     atomic_write_json(out_dir / "metrics.json", metrics)

@@ -243,7 +243,7 @@ def train(
         with atomic_writer(last, "wb") as f:
             torch.save(state, f)
 
-    module.load_state_dict(load_file(ckpt_dir / BEST, device=str(device) if str(device) != "cpu" else "cpu"))
+    module.load_state_dict(load_file(ckpt_dir / BEST))
     module.eval()
     atomic_write_json(ckpt_dir / "history.json", {"fingerprint": fp, "best": best, "history": history})
     return TrainResult(best_epoch=best["epoch"], best_score=best["score"], selection=selection,

@@ -17,6 +17,7 @@ RETRAIN_DIR = Path("outputs/retrain")
 CHECKPOINTS = Path("outputs/checkpoints")  # not a DVC output: survives a rerun so training resumes
 CACHE = Path("outputs/cache")  # CLIP image embeddings, penultimate features
 RESULTS = Path("results")
+LABELLING_QUALITY = RESULTS / "labelling_quality.json"
 
 
 def log(msg: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.dro_common import CHECKPOINTS, ERM_DIR, PREPARED, full_train_config, log, model_spec
+from stages.dro_common import CHECKPOINTS, ERM_DIR, PREPARED, RESULTS, full_train_config, log, model_spec
 from stages.params import load_params
 
 
@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--prepared", type=Path, default=PREPARED)
     ap.add_argument("--out", type=Path, default=ERM_DIR)
+    ap.add_argument("--curve", type=Path, default=RESULTS / "plots" / "erm_curve.csv")
     args = ap.parse_args(argv)
     params = load_params(args.params)
 
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     datasets = open_prepared(args.prepared)
     _, result = train_erm_classifier(
         datasets, model_spec(params), full_train_config(params, params.seed, erm=True),
-        CHECKPOINTS / "erm", args.out, resolve_device(params.device), log=log)
+        CHECKPOINTS / "erm", args.out, resolve_device(params.device), log=log, curve_csv=args.curve)
     log(f"ERM classifier -> {args.out} (best epoch {result.best_epoch}, val acc {result.best_score:.4f})")
 
 

@@ -50,6 +50,11 @@ def make_backend(kind: Literal["offline", "openai"], **settings: Any) -> Reasoni
 
 def reason_about_class(class_dir: Path, out_dir: Path, backend: ReasoningBackend) -> ClassReasoning:
     """Caption a class's DEXTER frames, write its bias report and its pseudo-slice attributes."""
+    if isinstance(backend, str):
+        raise ReasoningError(
+            f"reason_about_class needs a backend object, got the string {backend!r}: build one with "
+            f"make_backend({backend!r}, ...) (offline needs clip=..., openai the endpoint settings)"
+        )
     inputs = load_class_inputs(class_dir)
     out_dir = Path(out_dir)
     name = inputs.class_name

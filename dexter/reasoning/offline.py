@@ -12,6 +12,7 @@ it far more often than the bank's base rate.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -19,9 +20,9 @@ import numpy as np
 
 from dexter.reasoning.backend import Evidence
 from dexter.reasoning.errors import ReasoningError
-from dexter.reasoning.phrases import load_phrase_bank
+from dexter.reasoning.bank import load_phrase_bank
 from dexter.reasoning.schema import finalize_attributes, class_name_forms, singular
-from dexter.reasoning.stats import WordStat, caption_word_stats, is_informative, keyword_support
+from dexter.reasoning.stats import KeywordSupport, WordStat, caption_word_stats, is_informative, keyword_support
 
 OFFLINE_NOTICE = "written by the offline backend: no language model"
 
@@ -126,91 +127,129 @@ class OfflineBackend:
         sims = self.embedder.embed_images(list(images)) @ self._bank_embeddings.T
         return [self.phrases[i] for i in sims.argmax(axis=1)]
 
-    def _stats(self, evidence: Evidence) -> list[WordStat]:
-        return caption_word_stats(list(evidence.captions.values()), self.phrases, min_lift=self.min_lift, alpha=self.alpha)
+    def _evidence(self, evidence: Evidence) -> _Findings:
+        """Statistics shared by the report and the attributes (cheap: recomputed for each)."""
+        captions = list(evidence.captions.values())
+        support = [k for k in keyword_support(evidence.meta, captions) if is_informative(k.keyword)]
+        stats = caption_word_stats(captions, self.phrases, min_lift=self.min_lift, alpha=self.alpha,
+                                   extra_words=[k.keyword for k in support if " " not in k.keyword])
+        by_word = {s.word: s for s in stats}
+        forms = class_name_forms(evidence.class_name)
+        contradicted = [k for k in support if k.keyword in by_word and by_word[k.keyword].under_represented]
+        kept = [k for k in support if k not in contradicted]
+        corroborated = [k for k in kept if k.keyword in by_word and by_word[k.keyword].over_represented]
+        keywords = corroborated + [k for k in kept if k not in corroborated]
+        over = [s for s in stats if s.over_represented]
+        return _Findings(
+            n_frames=len(captions),
+            stats=[s for s in stats if s.frames > 0],
+            keywords=keywords,
+            corroborated=[k.keyword for k in corroborated],
+            contradicted=contradicted,
+            over=over,
+            over_other=[s for s in over if singular(s.word) not in forms],
+            keywords_other=[k for k in keywords if singular(k.keyword) not in forms],
+        )
 
     def report(self, evidence: Evidence) -> str:
         name = evidence.class_name
-        captions = list(evidence.captions.values())
-        stats = self._stats(evidence)
-        support = keyword_support(evidence.meta, captions)
-        class_forms = class_name_forms(name)
-        over = [s for s in stats if s.over_represented]
-        over_other = [s for s in over if singular(s.word) not in class_forms]
-        kws_other = [k for k in support if singular(k.keyword) not in class_forms and is_informative(k.keyword)]
+        f = self._evidence(evidence)
+        forms = class_name_forms(name)
         n_runs = len(evidence.meta.runs)
 
         lines = [f"# Bias report: class \"{name}\"", "", f"_{self.written_by}._", ""]
         lines += ["## Key attributes and visual features", ""]
-        if support:
-            for k in support:
-                share = "no captions" if k.caption_share is None else f"in {k.caption_share:.0%} of the captions"
-                lines.append(f"- DEXTER keyword **{k.keyword}**: final word of {k.runs} of {n_runs} run(s), "
-                             f"{k.hits} image(s) assigned to the class, {share}")
-        else:
-            lines.append("- DEXTER found no keywords for this class.")
-        common = sorted(stats, key=lambda s: (-s.frames, s.word))[:8]
+        for k in f.keywords + f.contradicted:
+            share = "no captions" if k.caption_share is None else f"in {k.caption_share:.0%} of the captions"
+            note = (" - contradicted by the frames (rarer than chance), left out of the attributes"
+                    if k in f.contradicted else " - corroborated by the captions" if k.keyword in f.corroborated else "")
+            lines.append(f"- DEXTER keyword **{k.keyword}**: final word of {k.runs} of {n_runs} run(s), "
+                         f"{k.hits} image(s) assigned to the class, {share}{note}")
+        if not f.keywords and not f.contradicted:
+            lines.append("- DEXTER found no informative keywords for this class.")
+        common = sorted(f.stats, key=lambda s: (-s.frames, s.word))[:8]
         if common:
             lines.append("- Most frequent caption words: " + ", ".join(f"{s.word} ({s.share:.0%})" for s in common))
         lines += ["", "## Context analysis", ""]
-        if captions:
-            lines += [f"{len(captions)} frame(s) that the classifier assigned to \"{name}\", captioned by retrieval. "
+        if f.n_frames:
+            lines += [f"{f.n_frames} frame(s) that the classifier assigned to \"{name}\", captioned by retrieval. "
                       "Share of captions containing each word, against the share of phrase-bank phrases containing "
                       "it (what retrieval would give if the frames were unrelated to the word):", "",
                       "| word | frames | share | bank share | lift | p (binomial) |", "|---|---|---|---|---|---|"]
             lines += [f"| {s.word} | {s.frames} | {s.share:.0%} | {s.expected:.0%} | {s.lift:.2f} | {s.p_value:.2g} |"
-                      for s in stats[:20]]
+                      for s in f.stats[:20]]
         else:
             lines.append("No frames were saved for this class, so there is no visual context to analyse.")
         lines += ["", "## Over-represented elements", ""]
-        if over:
-            lines += [f"- **{s.word}**: {s.frames}/{len(captions)} frames ({s.share:.0%}) vs {s.expected:.0%} "
+        if f.over:
+            lines += [f"- **{s.word}**: {s.frames}/{f.n_frames} frames ({s.share:.0%}) vs {s.expected:.0%} "
                       f"expected (lift {s.lift:.2f}, p = {s.p_value:.2g})"
-                      + (" - the class itself" if singular(s.word) in class_forms else "") for s in over]
+                      + (" - the class itself" if singular(s.word) in forms else "") for s in f.over]
         else:
             lines.append(f"- No caption word is over-represented (lift >= {self.min_lift:g}, p < {self.alpha:g}).")
         lines += ["", "## Bias hypothesis", ""]
-        lines.append(_hypothesis(name, over_other, kws_other, n_frames=len(captions)))
+        lines.append(_hypothesis(name, f))
         return "\n".join(lines) + "\n"
 
     def attributes(self, evidence: Evidence, report: str) -> tuple[list[str], str]:
-        captions = list(evidence.captions.values())
-        support = [k for k in keyword_support(evidence.meta, captions) if is_informative(k.keyword)]
-        over = [s for s in self._stats(evidence) if s.over_represented]
-        phrases = finalize_attributes(
-            [k.keyword for k in support] + [s.word for s in over], evidence.class_name, self.max_attributes
-        )
+        f = self._evidence(evidence)
+        name = evidence.class_name
+        phrases = finalize_attributes([k.keyword for k in f.keywords] + [s.word for s in f.over], name,
+                                      self.max_attributes)
         parts = [f"{OFFLINE_NOTICE}."]
-        if support:
-            parts.append("DEXTER keywords ranked by support (runs that found them, then caption evidence): "
-                         + ", ".join(f"{k.keyword} ({k.runs} run(s))" for k in support) + ".")
-        if over:
+        if not phrases:
+            # Nothing passed the tests. The labelling stage needs some text per class, so offer the words the
+            # frames show more often than chance (lift > 1) or, failing that, the contradicted keywords, and
+            # say plainly that the evidence is weak.
+            weak = [s.word for s in sorted(f.stats, key=lambda s: -s.lift) if s.lift > 1.0]
+            phrases = finalize_attributes(weak + [k.keyword for k in f.contradicted], name, 3)
+            if phrases:
+                parts.append("WEAK EVIDENCE: no keyword survived and no caption word is significantly "
+                             "over-represented; these are the words the frames show most relative to the bank.")
+        if f.keywords:
+            parts.append("DEXTER keywords, those corroborated by the captions first, then by support (runs that "
+                         "found them): " + ", ".join(f"{k.keyword} ({k.runs} run(s))" for k in f.keywords) + ".")
+        if f.contradicted:
+            parts.append("Left out because the frames show them less often than chance: "
+                         + ", ".join(k.keyword for k in f.contradicted) + ".")
+        if f.over:
             parts.append("Caption words over-represented in this class's frames relative to the phrase bank: "
-                         + ", ".join(f"{s.word} ({s.share:.0%} vs {s.expected:.0%})" for s in over) + ".")
-        parts.append(f"The class name \"{evidence.class_name}\" itself is excluded.")
+                         + ", ".join(f"{s.word} ({s.share:.0%} vs {s.expected:.0%})" for s in f.over) + ".")
+        parts.append(f"The class name \"{name}\" itself is excluded.")
         return phrases, " ".join(parts)
 
     def close(self) -> None:
         self._embedder = None
 
 
-def _hypothesis(name: str, over: list[WordStat], keywords: list, n_frames: int) -> str:
-    if over:
-        top = over[0]
-        kw = {k.keyword for k in keywords}
-        agree = [s.word for s in over if s.word in kw]
+@dataclass(frozen=True)
+class _Findings:
+    n_frames: int
+    stats: list[WordStat]  # words seen in the captions, most over-represented first
+    keywords: list[KeywordSupport]  # informative, not contradicted; corroborated first
+    corroborated: list[str]
+    contradicted: list[KeywordSupport]
+    over: list[WordStat]
+    over_other: list[WordStat]  # over-represented words other than the class name
+    keywords_other: list[KeywordSupport]  # keywords other than the class name
+
+
+def _hypothesis(name: str, f: _Findings) -> str:
+    if f.over_other:
+        top = f.over_other[0]
         text = (f"**Likely biased.** Frames the classifier assigns to \"{name}\" show "
-                + ", ".join(f"\"{s.word}\" ({s.share:.0%} vs {s.expected:.0%} expected)" for s in over[:4])
+                + ", ".join(f"\"{s.word}\" ({s.share:.0%} vs {s.expected:.0%} expected)" for s in f.over_other[:4])
                 + f" far more often than chance; the strongest signal is \"{top.word}\". The classifier may be "
                 "using it as a shortcut for the class.")
+        agree = [w for w in f.corroborated if w in {s.word for s in f.over_other}]
         if agree:
             text += " DEXTER's optimised prompts settled on the same word(s): " + ", ".join(agree) + ", which supports this."
-        return text + (f" Evidence: {n_frames} frame(s), statistics only (no language model);"
+        return text + (f" Evidence: {f.n_frames} frame(s), statistics only (no language model);"
                        " confirm on real images that contain the class without this attribute.")
-    if keywords:
+    if f.keywords_other:
         return (f"**Possibly biased, weak evidence.** DEXTER's prompts settled on "
-                + ", ".join(f"\"{k.keyword}\"" for k in keywords[:4])
-                + f" rather than the class name, but no caption word is over-represented in the {n_frames} frame(s). "
-                "More frames (more DEXTER steps or runs) would make this testable.")
+                + ", ".join(f"\"{k.keyword}\"" for k in f.keywords_other[:4])
+                + f" rather than the class name, but no caption word is over-represented in the {f.n_frames} "
+                "frame(s). More frames (more DEXTER steps or runs) would make this testable.")
     return ("**No evidence of bias.** Neither the keywords nor the captions point to anything other than the class "
-            f"itself ({n_frames} frame(s)).")
+            f"itself ({f.n_frames} frame(s)).")

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
@@ -29,7 +30,7 @@ from pydantic import ValidationError
 from dexter.reasoning.backend import REPORT_SECTIONS, Evidence
 from dexter.reasoning.cache import ResponseCache, cache_key
 from dexter.reasoning.errors import ReasoningError
-from dexter.reasoning.prompts import load_prompts
+from dexter.reasoning.prompt_files import load_prompts
 from dexter.reasoning.schema import AttributeProposal, finalize_attributes
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class ChatClient:
         self.cache = ResponseCache(cache_dir)
         self.requests = 0  # chat-completions calls made (each may include the client's own retries)
         self.cache_hits = 0
+        self._count_lock = threading.Lock()  # captions run in threads
 
     def key(self, model: str, messages: list[dict], json_mode: bool) -> str:
         return cache_key(model, messages, self._params(json_mode))
@@ -103,10 +105,12 @@ class ChatClient:
         key = self.key(model, messages, json_mode)
         hit = self.cache.get(key)
         if hit is not None:
-            self.cache_hits += 1
+            with self._count_lock:
+                self.cache_hits += 1
             return hit
         for attempt in range(self._empty_retries + 1):
-            self.requests += 1
+            with self._count_lock:
+                self.requests += 1
             response = self._call(model, messages, json_mode)
             choices = getattr(response, "choices", None) or []
             text = (choices[0].message.content or "").strip() if choices and choices[0].message else ""

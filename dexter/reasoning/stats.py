@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dexter.reasoning.phrases import stopwords, words_of
+from dexter.reasoning.bank import stopwords, words_of
 from dexter.reasoning.schema import KeywordsFile
 
 
@@ -27,6 +27,7 @@ class WordStat:
     lift: float  # share / expected
     p_value: float  # P(at least `frames` | binomial(n, expected))
     over_represented: bool
+    under_represented: bool  # clearly rarer than the bank rate: the frames contradict the word
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,9 @@ def caption_word_stats(
     min_lift: float = 1.25,
     alpha: float = 0.05,
     min_frames: int = 2,
+    extra_words: Sequence[str] = (),
 ) -> list[WordStat]:
-    """Per caption word: how often it occurs in the class's captions versus in the phrase bank.
+    """Per caption word (and per ``extra_words``, e.g. keywords): class captions versus the phrase bank.
 
     Sorted most over-represented first (over-represented, then smaller p-value, then larger lift).
     Stop words are left out entirely.
@@ -74,7 +76,7 @@ def caption_word_stats(
         raise ValueError("caption_word_stats needs a non-empty phrase bank as the reference rate")
     caption_sets = [set(words_of(c)) for c in captions]
     stop = stopwords()
-    words = sorted({w for s in caption_sets for w in s} - stop)
+    words = sorted(({w for s in caption_sets for w in s} | {w.lower() for w in extra_words}) - stop)
     out = []
     for w in words:
         frames = sum(w in s for s in caption_sets)
@@ -84,8 +86,10 @@ def caption_word_stats(
         share = frames / n
         lift = share / expected
         p = binomial_upper_tail(frames, n, expected)
+        p_low = 1.0 - binomial_upper_tail(frames + 1, n, expected)  # P(X <= frames)
         over = lift >= min_lift and p < alpha and frames >= min_frames
-        out.append(WordStat(w, frames, share, expected, lift, p, over))
+        under = in_bank > 0 and lift * min_lift <= 1.0 and p_low < alpha
+        out.append(WordStat(w, frames, share, expected, lift, p, over, under))
     out.sort(key=lambda s: (not s.over_represented, s.p_value, -s.lift, s.word))
     return out
 

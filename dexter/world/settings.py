@@ -18,11 +18,11 @@ class WorldTrainSettings:
     threads: int = 2
     train_images: int = 12000
     # VAE
-    vae_steps: int = 1500
+    vae_steps: int = 600
     vae_batch: int = 32
-    vae_lr: float = 1e-3
+    vae_lr: float = 2e-3
     # CLIP
-    clip_steps: int = 1500
+    clip_steps: int = 1000
     clip_batch: int = 128
     clip_lr: float = 2e-3
     # BERT
@@ -30,7 +30,7 @@ class WorldTrainSettings:
     bert_batch: int = 64
     bert_lr: float = 2e-3
     # generator (UNet)
-    unet_steps: int = 4000
+    unet_steps: int = 3000
     unet_batch: int = 128
     unet_lr: float = 1e-3
     lcm_timestep_share: float = 0.75  # share of UNet training timesteps drawn from the 4-step LCM schedule

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 log = logging.getLogger(__name__)
 
 
-def build_vae(image_size: int = 32, channels: tuple[int, ...] = (32, 64, 64), latent_channels: int = 4):
+def build_vae(image_size: int = 32, channels: tuple[int, ...] = (16, 32, 64), latent_channels: int = 4):
     """An AutoencoderKL downsampling by 2 ** (len(channels) - 1) (4x for the default: 32 px -> 8 x 8)."""
     from diffusers import AutoencoderKL
 
@@ -51,7 +51,7 @@ def train_vae(
     kl_weight: float = 1e-3,
     seed: int = 0,
     vae=None,
-    log_every: int = 100,
+    log_every: int = 50,
 ):
     """Train on ``images`` (N x 3 x H x W in [-1, 1]); returns (vae, list of per-step MSE)."""
     g = torch.Generator().manual_seed(seed)

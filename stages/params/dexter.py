@@ -1,10 +1,14 @@
-"""The ``dexter`` section: prompt optimisation settings (METHOD.md section 1). Owned by the DEXTER core."""
+"""The ``dexter`` section: prompt optimisation settings (METHOD.md section 1). Owned by the DEXTER core.
+
+Defaults are the paper's slice-discovery settings (single word, 4 runs of at most 1,000 steps, lr 0.1,
+early stop after 3 consecutive hits, LCM 4 steps, guidance 1.0, 1 image per step).
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from stages.params.base import Section
 
@@ -12,13 +16,27 @@ from stages.params.base import Section
 class DexterSection(Section):
     mode: Literal["single", "multi"] = "single"
     runs_per_class: int = Field(4, ge=1)
-    steps: int = Field(1000, ge=1)
+    steps: int = Field(1000, ge=1)  # step budget per run
     lr: float = Field(0.1, gt=0)
-    early_stop: int = Field(3, ge=0)
-    num_feature_neurons: int = Field(5, ge=0)
-    batch_size: int = Field(1, ge=1)
+    adam_eps: float = Field(1e-4, gt=0)
+    early_stop: int = Field(3, ge=0)  # consecutive steps classified as the class that end a run; 0 = never
+    min_steps: int = Field(0, ge=0)  # no early stop before this step
+    num_feature_neurons: int = Field(5, ge=0)  # multi mode: top-k head weights per class (data-free)
+    feature_neurons: dict[int, list[int]] | None = None  # explicit units per class index, overrides the top-k
+    images_per_step: int = Field(1, ge=1)  # images (different fixed noises) per step per run
+    max_batch: int | None = Field(None, ge=1)  # runs advanced together; None = all classes at once
     inference_steps: int = Field(4, ge=1)
     guidance_scale: float = Field(1.0, ge=0)
-    resolution: int | None = Field(None, ge=8)
+    resolution: int | None = Field(None, ge=8)  # None = the generator's native size
+    dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto = fp16 on CUDA, fp32 on CPU
     seed: int = 0
-    classes: list[int] | None = None
+    classes: list[int] | None = None  # None = every class of the classifier
+    save_frames: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> DexterSection:
+        if self.classes is not None and (not self.classes or any(c < 0 for c in self.classes)):
+            raise ValueError("classes must be null or a non-empty list of class indices >= 0")
+        if self.classes is not None and len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes has duplicates")
+        return self

@@ -1,18 +1,15 @@
-"""Small synthetic worlds for the dro tests (16 px, a strong shortcut)."""
+"""Fixtures of the dro tests: a small synthetic world with a strong shortcut."""
+
+import sys
+from pathlib import Path
 
 import pytest
 
-from dro.data import open_prepared, write_prepared
-from dro.data.synthetic import SyntheticWorldConfig
-from dro.data.world_index import build_synthetic
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from dro_world import make_world  # noqa: E402
 
-def make_world(directory, correlation=0.98, sizes=None, image_size=16, seed=0):
-    cfg = SyntheticWorldConfig(correlation=correlation, image_size=image_size, seed=seed,
-                               split_sizes=sizes or {"train": 1000, "val": 200, "test": 400})
-    info, records, pixels, _ = build_synthetic(cfg)
-    write_prepared(directory, info, records, pixels=pixels)
-    return directory
+from dro.data import open_prepared  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -51,7 +51,7 @@ class FakeChatServer:
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
 
     @property
     def base_url(self) -> str:
@@ -86,7 +86,7 @@ class FakeChatServer:
                     server.requests.append({"kind": kind, "body": body, "headers": dict(self.headers), "path": self.path})
                     queue = server.faults.get(kind)
                     fault = queue.popleft() if queue else None
-                if not self.path.endswith("/chat/completions"):
+                if self.path != "/v1/chat/completions":
                     return self._json(404, {"error": {"message": f"no route {self.path}", "code": None}})
                 if fault == "429":
                     return self._json(429, {"error": {"message": "Rate limit reached", "type": "rate_limit"}},

@@ -6,7 +6,6 @@ import base64
 import json
 import socket
 import time
-from pathlib import Path
 
 import pytest
 from reasoning_fakes import ATTRIBUTES_JSON, FakeChatServer, solid, write_class_dir
@@ -227,10 +226,11 @@ def test_attributes_that_only_name_the_class_are_repaired(server, key_env, class
 
 
 def test_unknown_model_names_model_and_endpoint(server, key_env, class_dir, tmp_path):
-    server.fail("caption", *["404"] * 10)
-    b = backend(server, tmp_path, vlm="no-such-vlm", concurrency=1)
+    one = write_class_dir(tmp_path / "dexter", 1, "square", ["land"], [[solid((90, 130, 50))]])
+    server.fail("caption", "404")
+    b = backend(server, tmp_path, vlm="no-such-vlm")
     with pytest.raises(ReasoningError) as e:
-        reason_about_class(class_dir, tmp_path / "out", b)
+        reason_about_class(one, tmp_path / "out", b)
     b.close()
     msg = str(e.value)
     assert "'no-such-vlm' not found" in msg and server.base_url in msg and "does not exist" in msg

@@ -54,7 +54,7 @@ def test_prototypes_are_normalised_mean_of_normalised_embeddings():
 
 
 def test_assignment_two_classes():
-    protos = torch.tensor([unit([1, 0, 0]), unit([0, 0, 1])], dtype=torch.float32)
+    protos = torch.tensor(np.array([unit([1, 0, 0]), unit([0, 0, 1])]), dtype=torch.float32)
     img = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.0, 0.9], [0.2, 0.0, 1.0], [1.0, 0.3, 0.0]])
     y = np.array([0, 0, 1, 1])
     a = assign_slices(img, y, protos, temperature=0.02)

@@ -1,0 +1,72 @@
+"""High-level entry points: build the frozen models from specs, explain classes. Used by the CLI and the stage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dexter.classifiers import FeatureHeadClassifier, freeze_classifier
+from dexter.loading import check_spec, load_bert, load_sd, resolve_dtype
+from dexter.optimize import DexterConfig, DexterModels, explain_classes
+from dexter.vocab_map import load_or_build_vocab_map
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """'auto'/None -> cuda when available, else cpu."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def check_model_specs(sd: str, bert: str, lora: str | None = None) -> None:
+    """Fail fast (before anything big is read) when a model cannot be found."""
+    check_spec(sd, "stable_diffusion")
+    check_spec(bert, "bert")
+    if lora is not None:
+        check_spec(lora, "lcm_lora")
+
+
+def load_dexter_models(
+    classifier: FeatureHeadClassifier,
+    config: DexterConfig,
+    sd: str,
+    bert: str,
+    lora: str | None = None,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype | None = "auto",
+    cache_dir: str | Path | None = None,
+) -> DexterModels:
+    """Load SD (+LoRA) and BERT by spec, build the BERT->CLIP map (cached in ``cache_dir``), freeze the classifier.
+
+    Diffusion and text models use ``dtype`` ('auto' = fp16 on CUDA, fp32 on CPU); the classifier stays fp32
+    (its gradients feed the image; fp16 classifiers are the user's choice via FeatureHeadClassifier).
+    """
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
+    check_model_specs(sd, bert, lora)
+    components = load_sd(sd, lora, device=device, dtype=dtype)
+    bert_model, bert_tok = load_bert(bert, device=device, dtype=dtype)
+    vmap = load_or_build_vocab_map(bert_tok, components.tokenizer, cache_dir)
+    freeze_classifier(classifier, device)
+    return DexterModels(components, bert_model, bert_tok, classifier, vmap, config, device)
+
+
+def explain(
+    models: DexterModels,
+    out_dir: str | Path,
+    classes: Sequence[int] | None = None,
+    feature_neurons: dict[int, Sequence[int]] | None = None,
+    run_info: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> dict[int, Path]:
+    """Explain ``classes`` (default: all of the classifier's) -> {class_index: keywords.json}."""
+    if classes is None:
+        classes = range(models.classifier.num_classes)
+    return explain_classes(models, list(classes), out_dir, feature_neurons=feature_neurons, run_info=run_info,
+                           progress=progress)
+
+
+__all__ = ["check_model_specs", "explain", "load_dexter_models", "resolve_device"]

@@ -1,0 +1,243 @@
+"""``python -m dexter.world train``: train the world's VAE, CLIP, BERT and generator and save them.
+
+Phases run in order vae -> clip -> bert -> sd; each writes its artifact when done and is skipped when
+its artifact exists, so an interrupted run resumes (the UNet also resumes from its last checkpoint in
+the work folder). Every phase has its own seed derived from the base seed, so a phase's result does not
+depend on which phases ran in the same process. Outputs (``out``):
+
+- ``clip/``  CLIPModel + CLIPProcessor       - ``bert/``  BertForMaskedLM + BertTokenizer
+- ``sd/``    StableDiffusionPipeline folder  - ``world.json`` manifest (covered words, settings, timings)
+
+Intermediate state (VAE before assembly, UNet checkpoints, logs of in-training checks) lives in ``work``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from dexter.world.captions import world_words
+from dexter.world.data import (
+    HELDOUT_STREAM,
+    TRAIN_STREAM,
+    attribute_array,
+    phase_seed,
+    render_tensor,
+    world_config,
+    world_samples,
+)
+from dexter.world.manifest import MANIFEST
+from dexter.world.settings import WorldTrainSettings
+from dro.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+PHASES = ("vae", "clip", "bert", "sd")
+
+
+def _phase_done(path: Path) -> bool:
+    return (path / ".done").exists()
+
+
+def _mark_done(path: Path, info: dict) -> None:
+    atomic_write_json(path / ".done", info)
+
+
+def train_world(
+    out: Path, work: Path, settings: WorldTrainSettings, phases: tuple[str, ...] = PHASES
+) -> dict:
+    """Run the requested phases; returns {phase: wall seconds} of the phases that ran now."""
+    unknown = set(phases) - set(PHASES)
+    if unknown:
+        raise ValueError(f"unknown phase(s) {sorted(unknown)}; expected some of {PHASES}")
+    torch.set_num_threads(settings.threads)
+    torch.use_deterministic_algorithms(True)
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = world_config(settings.num_classes, settings.image_size, settings.seed)
+    samples = world_samples(cfg, settings.train_images, TRAIN_STREAM)
+    images = render_tensor(cfg, samples)
+    timings: dict[str, float] = {}
+    for phase in PHASES:
+        if phase not in phases:
+            continue
+        t0 = time.time()
+        ran = {"vae": _vae, "clip": _clip, "bert": _bert, "sd": _sd}[phase](out, work, settings, cfg, samples, images)
+        if ran:
+            timings[phase] = round(time.time() - t0, 1)
+            log.info("phase %s done in %.0fs", phase, timings[phase])
+    _write_manifest(out, settings, timings)
+    return timings
+
+
+def _vae(out, work, settings, cfg, samples, images) -> bool:
+    from dexter.world.vae import build_vae, encode_latents, set_scaling_factor, train_vae
+
+    path = work / "vae"
+    if _phase_done(path):
+        return False
+    vae, losses = train_vae(
+        images, settings.vae_steps, settings.vae_batch, settings.vae_lr, seed=phase_seed(settings.seed, "vae"),
+        vae=_seeded(lambda: build_vae(image_size=settings.image_size), settings.seed, "vae-init"),
+    )
+    factor = set_scaling_factor(vae, encode_latents(vae, images))
+    vae.save_pretrained(path)
+    _mark_done(path, {"final_mse": sum(losses[-100:]) / max(1, len(losses[-100:])), "scaling_factor": factor})
+    return True
+
+
+def _load_vae(work: Path):
+    from diffusers import AutoencoderKL
+
+    path = work / "vae"
+    if not _phase_done(path):
+        raise FileNotFoundError(f"{path}: the vae phase has not run; run train with --phases vae first")
+    return AutoencoderKL.from_pretrained(path).eval()
+
+
+def _clip(out, work, settings, cfg, samples, images) -> bool:
+    from dexter.word_tokenizers import build_clip_word_tokenizer
+    from dexter.world.clip import build_clip, build_processor, train_clip
+
+    path = out / "clip"
+    if _phase_done(path):
+        return False
+    tok = build_clip_word_tokenizer(world_words(cfg), work / "clip_tokenizer")
+    vae = _load_vae(work)
+    with torch.no_grad():
+        recon = torch.cat([
+            vae.decode(vae.encode(images[i : i + 256]).latent_dist.mean).sample.clamp(-1, 1)
+            for i in range(0, len(images), 256)
+        ])
+    model = _seeded(lambda: build_clip(tok, image_size=settings.image_size), settings.seed, "clip-init")
+    losses = train_clip(
+        model, tok, cfg, samples, images, settings.clip_steps, settings.clip_batch, settings.clip_lr,
+        seed=phase_seed(settings.seed, "clip"), alt_images=recon,
+    )
+    model.save_pretrained(path)
+    build_processor(tok, settings.image_size).save_pretrained(path)
+    _mark_done(path, {"final_loss": sum(losses[-100:]) / max(1, len(losses[-100:]))})
+    return True
+
+
+def _bert(out, work, settings, cfg, samples, images) -> bool:
+    from dexter.word_tokenizers import build_bert_word_tokenizer
+    from dexter.world.bert import build_bert, train_bert
+
+    path = out / "bert"
+    if _phase_done(path):
+        return False
+    tok = build_bert_word_tokenizer(world_words(cfg), path)
+    model = _seeded(lambda: build_bert(tok), settings.seed, "bert-init")
+    losses = train_bert(
+        model, tok, cfg, samples, settings.bert_steps, settings.bert_batch, settings.bert_lr,
+        seed=phase_seed(settings.seed, "bert"),
+    )
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    _mark_done(path, {"final_loss": sum(losses[-100:]) / max(1, len(losses[-100:]))})
+    return True
+
+
+def _sd(out, work, settings, cfg, samples, images) -> bool:
+    from transformers import CLIPModel, CLIPTokenizer
+
+    from dexter.world.clip import zero_shot
+    from dexter.world.generator import (
+        assemble_pipeline,
+        build_scheduler,
+        build_unet,
+        sample_images,
+        text_encoder_from_clip,
+        train_unet,
+    )
+    from dexter.world.vae import encode_latents
+
+    path = out / "sd"
+    if _phase_done(path):
+        return False
+    if not _phase_done(out / "clip"):
+        raise FileNotFoundError(f"{out / 'clip'}: the clip phase has not run")
+    clip = CLIPModel.from_pretrained(out / "clip").eval()
+    tok = CLIPTokenizer.from_pretrained(out / "clip")
+    text_encoder = text_encoder_from_clip(clip)
+    vae = _load_vae(work)
+    latents = encode_latents(vae, images) * vae.config.scaling_factor
+    scheduler = build_scheduler()
+    unet = _seeded(lambda: build_unet(latents.shape[-1], clip.config.text_config.hidden_size), settings.seed,
+                   "unet-init")
+    ckpt_dir = work / "unet_ckpt"
+    start, opt_state = 0, None
+    if (ckpt_dir / "state.pt").exists():
+        state = torch.load(ckpt_dir / "state.pt", weights_only=True)
+        unet.load_state_dict(state["unet"])
+        start, opt_state = state["step"], state["optimizer"]
+        log.info("resuming unet from step %d", start)
+
+    held = world_samples(cfg, 96, HELDOUT_STREAM)
+    held_attrs = attribute_array(held)
+    from dexter.world.captions import full_caption
+
+    prompts = [full_caption(cfg, s).text for s in held]
+    history_path = work / "unet_progress.jsonl"
+
+    def check(step: int, opt, losses) -> None:
+        imgs = sample_images(unet, vae, text_encoder, tok, scheduler, prompts, steps=settings.sampling_steps)
+        attrs = [("shape", cfg.shapes), ("color", cfg.colors), ("background", cfg.backgrounds)]
+        right = [zero_shot(clip, tok, imgs, words) == held_attrs[:, k] for k, (_, words) in enumerate(attrs)]
+        acc = {name: float(r.mean()) for (name, _), r in zip(attrs, right)}
+        both = float((right[0] & right[1] & right[2]).mean())
+        recent = sum(losses[-100:]) / max(1, len(losses[-100:]))
+        log.info("unet step %d faithfulness %s all=%.3f loss %.4f", step, acc, both, recent)
+        with history_path.open("a") as f:
+            f.write(json.dumps({"step": step, **acc, "all": both, "loss": recent, "time": time.time()}) + "\n")
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        torch.save({"unet": unet.state_dict(), "optimizer": opt.state_dict(), "step": step}, ckpt_dir / "tmp.pt")
+        (ckpt_dir / "tmp.pt").replace(ckpt_dir / "state.pt")
+
+    if start < settings.unet_steps:
+        train_unet(
+            unet, text_encoder, tok, scheduler, cfg, samples, latents, settings.unet_steps, settings.unet_batch,
+            settings.unet_lr, settings.lcm_timestep_share, settings.sampling_steps,
+            seed=phase_seed(settings.seed, "unet"), start_step=start, optimizer_state=opt_state,
+            callback=check, callback_every=settings.eval_every,
+        )
+    pipe = assemble_pipeline(unet, vae, text_encoder, tok, scheduler)
+    pipe.save_pretrained(path)
+    _mark_done(path, {"unet_steps": settings.unet_steps})
+    return True
+
+
+def _seeded(build, seed: int, name: str):
+    """Build a model under a fixed seed so its initial weights depend only on (seed, name)."""
+    torch.manual_seed(phase_seed(seed, name))
+    return build()
+
+
+def _write_manifest(out: Path, settings: WorldTrainSettings, timings: dict[str, float]) -> None:
+    """Merge this run's facts into world.json (gates add their results to the same file)."""
+    path = out / MANIFEST
+    manifest = json.loads(path.read_text()) if path.exists() else {}
+    cfg = world_config(settings.num_classes, settings.image_size, settings.seed)
+    manifest.update(
+        {
+            "num_classes": settings.num_classes,
+            "image_size": settings.image_size,
+            "shapes": list(cfg.shapes),
+            "colors": list(cfg.colors),
+            "backgrounds": list(cfg.backgrounds),
+            "words": world_words(cfg),
+            "settings": settings.to_dict(),
+            "torch": torch.__version__,
+        }
+    )
+    manifest.setdefault("train_seconds", {}).update(timings)
+    atomic_write_json(path, manifest)
+
+
+def settings_with(settings: WorldTrainSettings, **overrides) -> WorldTrainSettings:
+    return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,90 @@
+"""Stage ``explain``: DEXTER on the audited classifier, every class in one batch -> ``outputs/dexter/``.
+
+Reads params.yaml (``dexter`` section, the dataset's model set, ``device``), the ERM classifier in
+``outputs/erm`` (``dro.models.load_classifier``), and writes one folder per class
+(``<index:03d>_<name>/keywords.json`` + runs, see ``dexter.outputs``). All classes are optimised
+together, one batched step at a time. A class whose keywords.json exists is skipped, so a rerun after a
+kill repeats at most the runs that were in flight.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stages.common import OUTPUTS_DIR, StageInputError, resolve_device, stage_main
+
+DEXTER_DIR = OUTPUTS_DIR / "dexter"
+ERM_DIR = OUTPUTS_DIR / "erm"
+
+
+def dexter_config(section):
+    """The library config from the validated ``dexter`` params section."""
+    from dexter.optimize import DexterConfig
+
+    return DexterConfig(
+        mode=section.mode, runs_per_class=section.runs_per_class, steps=section.steps, lr=section.lr,
+        adam_eps=section.adam_eps, early_stop=section.early_stop, min_steps=section.min_steps,
+        num_feature_neurons=section.num_feature_neurons, images_per_step=section.images_per_step,
+        inference_steps=section.inference_steps, guidance_scale=section.guidance_scale,
+        resolution=section.resolution, seed=section.seed, max_batch=section.max_batch,
+        save_frames=section.save_frames,
+    )
+
+
+@stage_main
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--classifier", type=Path, default=ERM_DIR, help="a dro.models classifier folder")
+    ap.add_argument("--out", type=Path, default=DEXTER_DIR)
+    ap.add_argument("--class-index", type=int, nargs="+", default=None, help="override dexter.classes")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+
+    from stages.params import load_params
+
+    params = load_params(args.params)
+    section, models = params.dexter, params.model_set
+    config = dexter_config(section)  # invalid settings fail here, before any model is read
+    device = resolve_device(params.device)
+
+    from dexter.classifiers import wrap_pipeline_classifier
+    from dexter.pipeline import check_model_specs, explain, load_dexter_models
+
+    check_model_specs(models.stable_diffusion, models.bert, models.lcm_lora)
+    if not args.classifier.is_dir():
+        raise StageInputError(f"no classifier at {args.classifier} (run the train_erm stage first)")
+    from dro.models import ModelError, load_classifier
+
+    try:
+        classifier = wrap_pipeline_classifier(load_classifier(args.classifier))
+    except ModelError as e:
+        raise StageInputError(str(e)) from None
+    classes = args.class_index or section.classes or list(range(classifier.num_classes))
+    bad = [c for c in classes if not 0 <= c < classifier.num_classes]
+    if bad:
+        raise StageInputError(
+            f"dexter.classes: {bad} out of range, the classifier has {classifier.num_classes} classes")
+    if section.feature_neurons:
+        width = classifier.head.in_features
+        for c, units in section.feature_neurons.items():
+            if any(not 0 <= u < width for u in units):
+                raise StageInputError(f"dexter.feature_neurons.{c}: units must be in [0, {width})")
+
+    dexter_models = load_dexter_models(
+        classifier, config, sd=models.stable_diffusion, bert=models.bert, lora=models.lcm_lora, device=device,
+        dtype=section.dtype, cache_dir=OUTPUTS_DIR / "cache" / "dexter",
+    )
+    run_info = {"classifier": str(args.classifier), "stable_diffusion": models.stable_diffusion,
+                "lcm_lora": models.lcm_lora, "bert": models.bert, "dataset": params.dataset}
+    done = explain(dexter_models, args.out, classes, feature_neurons=section.feature_neurons, run_info=run_info,
+                   progress=not args.no_progress)
+    import json
+
+    for c, path in sorted(done.items()):
+        print(f"class {c}: {', '.join(json.loads(path.read_text())['keywords']) or '(no keyword)'}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+import math
+
+from dexter.pseudo_labels import MaskSlot, candidate_filter, is_punctuation, new_slots, update_slots
+
+
+def test_first_update_from_infinity():
+    slots = new_slots(2)
+    assert slots[0].reference == math.inf and slots[0].label is None
+    changed = update_slots(slots, [7, 9], [5.0, 3.0])
+    assert changed == [True, True]
+    assert (slots[0].label, slots[0].reference) == (7, 5.0)
+    assert (slots[1].label, slots[1].reference) == (9, 3.0)
+
+
+def test_history_mean_guards_against_one_lucky_step():
+    slot = MaskSlot()
+    update_slots([slot], [1], [2.0])  # word 1: mean 2 -> label 1, L = 2
+    update_slots([slot], [5], [4.0])  # word 5: mean 4, not < 2
+    update_slots([slot], [5], [3.0])  # word 5: mean 3.5
+    assert slot.label == 1
+    update_slots([slot], [5], [0.5])  # latest 0.5 < 2 but mean (4+3+0.5)/3 = 2.5 > 2: no change
+    assert slot.label == 1 and slot.reference == 2.0
+    update_slots([slot], [5], [-1.0])  # mean (6.5)/4 = 1.625 < 2
+    assert slot.label == 5 and slot.reference == 1.625
+    update_slots([slot], [1], [0.0])  # word 1 mean (2+0)/2 = 1.0 < 1.625 -> back to word 1
+    assert slot.label == 1 and slot.reference == 1.0
+    assert slot.history == {1: (2.0, 2), 5: (6.5, 4)}
+
+
+def test_reference_stays_when_own_mean_rises():
+    slot = MaskSlot()
+    update_slots([slot], [3], [1.0])
+    update_slots([slot], [3], [5.0])  # mean 3 > 1: L stays 1, label stays
+    assert (slot.label, slot.reference) == (3, 1.0)
+
+
+def test_filtered_and_excluded_words_leave_no_trace():
+    slots = new_slots(1)
+    update_slots(slots, [4], [1.0], allowed={1, 2, 3})
+    update_slots(slots, [2], [1.0], allowed={1, 2, 3}, blocked={2})
+    assert slots[0].label is None and slots[0].history == {}
+    update_slots(slots, [3], [9.0], allowed={1, 2, 3}, blocked={2})
+    assert slots[0].label == 3
+
+
+def test_candidate_filter():
+    tokens = ["[PAD]", "[CLS]", "[unused3]", "sea", "##s", ".", ",", "...", "lake", "<|endoftext|>", "x1", "'"]
+    keep = candidate_filter(tokens, special={"[PAD]", "[CLS]"})
+    assert [t for t, k in zip(tokens, keep) if k] == ["sea", "lake", "x1"]
+    assert is_punctuation("--") and not is_punctuation("a.")

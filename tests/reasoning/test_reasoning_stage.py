@@ -1,0 +1,124 @@
+"""The DVC stage ``python -m stages.reason``: every class folder, resume, summary, no key on disk."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from reasoning_fakes import FakeChatServer, solid, write_class_dir
+
+from stages import reason
+from stages.common import StageInputError
+from stages.params import parse_params
+
+KEY = "sk-stage-SECRET-93e1aa"
+
+
+def params_for(tmp_path: Path, **reasoning) -> object:
+    raw = {
+        "dataset": "synthetic",
+        "device": "cpu",
+        "models": {"world": {"stable_diffusion": "none", "bert": "none", "clip": str(tmp_path / "no_clip")}},
+        "reasoning": reasoning,
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    return parse_params(raw)
+
+
+def fabricate(root: Path) -> None:
+    write_class_dir(root, 0, "circle", ["water"], [[solid((40, 80, 170), seed=i) for i in range(3)]])
+    write_class_dir(root, 1, "square", ["land"], [[solid((90, 130, 50), seed=i) for i in range(2)]])
+
+
+def test_synthetic_phrase_bank_is_the_worlds_caption_vocabulary():
+    p = parse_params({"models": {"world": {"stable_diffusion": "s", "bert": "b", "clip": "c"}},
+                      "synthetic": {"num_classes": 3}})
+    bank = reason.synthetic_phrase_bank(p.synthetic)
+    assert len(bank) == 27 and len(set(bank)) == 27
+    assert "a picture of a purple triangle on snow" in bank
+    kind, settings = reason.backend_settings(p)
+    assert kind == "offline" and settings["phrases"] == bank and settings["clip"] == "c"
+
+
+def test_stage_openai_all_classes_resume_and_no_key(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STAGE_KEY", KEY)
+    fabricate(tmp_path / "outputs" / "dexter")
+    with FakeChatServer() as server:
+        params = params_for(tmp_path, backend="openai", base_url=server.base_url, api_key_env="STAGE_KEY",
+                            timeout_s=2, max_retries=2)
+        summary = reason.run(params)
+        n = server.count()
+        assert n == 5 + 2 * 2  # 5 captions, a report and attributes per class
+        assert summary["classes"]["000_circle"]["attributes"] == ["water", "blue waves"]
+        assert summary["classes"]["001_square"]["class_name"] == "square"
+        for cls in ("000_circle", "001_square"):
+            for f in ("captions.json", "report.md", "attributes.json"):
+                assert (tmp_path / "outputs" / "reasoning" / cls / f).is_file()
+        assert (tmp_path / "outputs" / "reasoning" / ".cache").is_dir()
+
+        reason.run(params)  # nothing changed: skipped, zero requests
+        assert server.count() == n
+
+        # one class's DEXTER output changes: only that class is redone, from the cache where possible
+        kw = tmp_path / "outputs" / "dexter" / "001_square" / "keywords.json"
+        meta = json.loads(kw.read_text())
+        meta["keywords"] = ["land", "grass"]
+        kw.write_text(json.dumps(meta))
+        reason.run(params)
+        assert server.count() == n + 2  # new report and attributes (the captions come from the cache)
+        attrs = json.loads((tmp_path / "outputs" / "reasoning" / "001_square" / "attributes.json").read_text())
+        assert attrs["keywords"] == ["land", "grass"]
+
+    for p in tmp_path.rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            assert KEY.encode() not in data and base64.b64encode(KEY.encode()) not in data, p
+
+
+def test_stage_offline_with_tiny_clip(tmp_path, monkeypatch, tiny_clip):
+    clip = tiny_clip
+    monkeypatch.chdir(tmp_path)
+    fabricate(tmp_path / "outputs" / "dexter")
+    params = params_for(tmp_path, clip=str(clip))
+    summary = reason.run(params)
+    assert set(summary["classes"]) == {"000_circle", "001_square"}
+    report = (tmp_path / "outputs" / "reasoning" / "000_circle" / "report.md").read_text()
+    assert "no language model" in report
+    captions = json.loads((tmp_path / "outputs" / "reasoning" / "001_square" / "captions.json").read_text())
+    bank = set(reason.synthetic_phrase_bank(params.synthetic))
+    assert len(captions) == 2 and set(captions.values()) <= bank
+
+    # a class DEXTER no longer produces disappears from the reasoning outputs too
+    import shutil
+
+    shutil.rmtree(tmp_path / "outputs" / "dexter" / "001_square")
+    summary = reason.run(params)
+    assert set(summary["classes"]) == {"000_circle"}
+    assert not (tmp_path / "outputs" / "reasoning" / "001_square").exists()
+
+
+def test_stage_errors_are_one_line_input_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = params_for(tmp_path)
+    with pytest.raises(StageInputError, match="run the DEXTER stage first"):
+        reason.run(params)
+    fabricate(tmp_path / "outputs" / "dexter")
+    with pytest.raises(StageInputError, match="cannot load CLIP"):
+        reason.run(params)
+    monkeypatch.delenv("NO_KEY_HERE", raising=False)
+    with pytest.raises(StageInputError, match="NO_KEY_HERE"):
+        reason.run(params_for(tmp_path, backend="openai", api_key_env="NO_KEY_HERE"))
+
+
+def test_stage_main_runs_as_a_module(tmp_path, monkeypatch, capsys):
+    """``python -m stages.reason`` path: main() reads params.yaml from the working directory."""
+    monkeypatch.chdir(tmp_path)
+    params_for(tmp_path)
+    monkeypatch.setattr("sys.argv", ["stages.reason"])
+    with pytest.raises(SystemExit) as e:
+        reason.main()
+    assert e.value.code == 2 and "run the DEXTER stage first" in capsys.readouterr().err
