@@ -149,10 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     models = load_dexter_models(freeze_classifier(clf, device), config, sd=specs["stable_diffusion"],
                                 bert=specs["bert"], lora=specs["lcm_lora"], device=device, dtype=dtype,
-                                cache_dir=Path(tmp.name) / "cache")
-    if args.gradient_checkpointing:
-        models.sd.unet.enable_gradient_checkpointing()
-        models.sd.vae.enable_gradient_checkpointing()
+                                cache_dir=Path(tmp.name) / "cache", gradient_checkpointing=args.gradient_checkpointing)
     load_s = time.perf_counter() - t0
     num_classes = clf.num_classes
     states = [new_run_state(models, i % num_classes, f"c{i}", i // num_classes) for i in range(args.batch)]

@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--feature-neurons", help="comma-separated penultimate units (default: top-5 head weights)")
     e.add_argument("--num-feature-neurons", type=int, default=5)
     e.add_argument("--no-frames", action="store_true", help="do not save images classified as the class")
+    e.add_argument("--gradient-checkpointing", action="store_true", help="less GPU memory, ~1/3 more time")
     e.add_argument("--out", default="dexter_out", help="output folder")
     e.add_argument("--cache-dir", default=None, help="where the BERT->CLIP map is cached (default <out>/.cache)")
     r = e.add_argument_group("reasoning (after the runs: captions, bias report, attributes; dexter.reasoning)")
@@ -182,7 +183,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         models = load_dexter_models(clf, config, sd=args.sd, bert=args.bert, lora=_lora(args), device=args.device,
-                                    dtype=args.dtype, cache_dir=args.cache_dir or out / ".cache")
+                                    dtype=args.dtype, cache_dir=args.cache_dir or out / ".cache",
+                                    gradient_checkpointing=args.gradient_checkpointing)
     except ModelLoadError as err:
         raise CliError(str(err)) from None
     run_info = {"classifier": args.classifier or args.classifier_dir, "checkpoint": args.checkpoint,

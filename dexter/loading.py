@@ -56,7 +56,7 @@ def check_spec(spec: str, kind: str) -> str:
     query with a short timeout; skipped as "unreachable" when HF_HUB_OFFLINE is set).
     """
     path = Path(spec).expanduser()
-    if path.is_dir():
+    if path.is_dir() or (kind == "lcm_lora" and path.is_file()):  # a LoRA may be a single .safetensors file
         return str(path)
     if not _HUB_ID.match(spec) or spec.startswith((".", "/", "~")) or path.exists():
         raise ModelLoadError(f"{kind}: {spec!r} is neither an existing directory nor a hub id (owner/name)")
@@ -134,6 +134,11 @@ class SDComponents:
     @property
     def default_resolution(self) -> int:
         return int(self.unet.config.sample_size) * self.vae_scale_factor
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute UNet/VAE activations during backward (non-reentrant; works with frozen weights)."""
+        self.unet.enable_gradient_checkpointing()
+        self.vae.enable_gradient_checkpointing()
 
 
 def load_sd(spec: str, lora: str | None = None, device: torch.device | str = "cpu",

@@ -49,7 +49,8 @@ class DexterConfig:
     steps: int = 1000  # step budget per run
     lr: float = 0.1
     adam_eps: float = 1e-4
-    early_stop: int = 3  # stop after this many consecutive steps classified as the class; 0 = never
+    early_stop: int = 3  # stop after this many consecutive steps classified as the class (once every
+    # mask has a pseudo-label); 0 = never
     min_steps: int = 0  # no early stop before this many steps
     num_feature_neurons: int = 5  # multi-word mode
     images_per_step: int = 1  # images (different fixed noises) per step per run
@@ -242,7 +243,12 @@ def dexter_step(models: DexterModels, states: Sequence[RunState]) -> list[StepRe
             "mask_losses": " ".join(f"{v:.6g}" for v in agg_values[i]),
         }
         s.rows.append(row)
-        stop_early = cfg.early_stop > 0 and s.consecutive_hits >= cfg.early_stop and s.step >= cfg.min_steps
+        # Early stop also waits until every mask has a pseudo-label: a run that stopped on filtered words
+        # ('.', '[UNK]') would end without a keyword. (The released code starts from random labels, so its
+        # early stop always has one.)
+        labelled = all(sl.label is not None for sl in s.slots)
+        stop_early = (cfg.early_stop > 0 and s.consecutive_hits >= cfg.early_stop and s.step >= cfg.min_steps
+                      and labelled)
         if stop_early or s.step >= cfg.steps:
             s.done, s.stopped_early = True, stop_early
         results.append(StepResult(row, images_cpu[i], [bool(h) for h in hits[i]]))

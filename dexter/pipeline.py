@@ -38,16 +38,21 @@ def load_dexter_models(
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype | None = "auto",
     cache_dir: str | Path | None = None,
+    gradient_checkpointing: bool = False,
 ) -> DexterModels:
     """Load SD (+LoRA) and BERT by spec, build the BERT->CLIP map (cached in ``cache_dir``), freeze the classifier.
 
     Diffusion and text models use ``dtype`` ('auto' = fp16 on CUDA, fp32 on CPU); the classifier stays fp32
     (its gradients feed the image; fp16 classifiers are the user's choice via FeatureHeadClassifier).
+    ``gradient_checkpointing`` makes the UNet and VAE recompute activations in the backward pass: same
+    gradients, far less memory, about a third more time (for large batches of classes on a GPU).
     """
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     check_model_specs(sd, bert, lora)
     components = load_sd(sd, lora, device=device, dtype=dtype)
+    if gradient_checkpointing:
+        components.enable_gradient_checkpointing()
     bert_model, bert_tok = load_bert(bert, device=device, dtype=dtype)
     vmap = load_or_build_vocab_map(bert_tok, components.tokenizer, cache_dir)
     freeze_classifier(classifier, device)

@@ -95,7 +95,7 @@ def evaluate_predictions(
         "group_count": {name: int(c) for name, c in
                         zip(group_names, np.bincount(np.asarray(groups)[np.asarray(groups) >= 0],
                                                      minlength=len(group_names)))},
-        "avg_convention": convention,
+        "avg_acc_convention": convention,
     }
 
 
@@ -120,6 +120,6 @@ def aggregate_seeds(per_seed: Sequence[dict]) -> dict:
         "avg_acc": avg[0], "avg_acc_std": avg[1],
         "group_acc": {n: (None if math.isnan(m) else m) for n, (m, _) in group.items()},
         "group_acc_std": {n: (None if math.isnan(s) else s) for n, (_, s) in group.items()},
-        "avg_convention": per_seed[0]["avg_convention"],
+        "avg_acc_convention": per_seed[0]["avg_acc_convention"],
         "num_seeds": len(per_seed),
     }

@@ -26,9 +26,9 @@ import torch
 
 from dro.data import GroupImageDataset
 from dro.evaluate import Convention, evaluate_predictions
-from dro.io import atomic_write_json, atomic_write_text, atomic_writer
+from dro.io import atomic_write_json, atomic_writer
 from dro.last_layer import feature_source, new_head, with_head
-from dro.models import Classifier, build_classifier, load_classifier, save_classifier
+from dro.models import Classifier, build_classifier, save_classifier
 from dro.slices import (
     ClipEncoder,
     assign_slices,
@@ -48,16 +48,6 @@ METHODS: dict[str, tuple[str, str | None]] = {  # name -> (loss, groups it may s
     "dro_dexter": ("group_dro", "pseudo"),
 }
 LABELS_FILE = "pseudo_groups.csv"
-
-
-def resolve_device(spec: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; anything else as given (checked)."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(spec)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {spec!r} requested but CUDA is not available (set device: auto or cpu)")
-    return dev
 
 
 @dataclass(frozen=True)
@@ -89,8 +79,7 @@ def true_groups_or_fail(ds: GroupImageDataset, what: str) -> np.ndarray:
 
 def train_erm_classifier(datasets: dict[str, GroupImageDataset], spec: ModelSpec, cfg: TrainConfig,
                          ckpt_dir: Path, out_dir: Path, device: torch.device,
-                         log: Callable[[str], None] = print, curve_csv: Path | None = None,
-                         ) -> tuple[Classifier, TrainResult]:
+                         log: Callable[[str], None] = print) -> tuple[Classifier, TrainResult]:
     """ERM, selected on plain validation accuracy (no groups: the model a user would bring)."""
     info = datasets["train"].info
     torch.manual_seed(cfg.seed)
@@ -98,13 +87,24 @@ def train_erm_classifier(datasets: dict[str, GroupImageDataset], spec: ModelSpec
     result = train(model, _split(datasets["train"], spec, None, 0), _split(datasets["val"], spec, None, 0),
                    replace(cfg, method="erm"), ckpt_dir, device=device, log=log)
     save_classifier(model, out_dir)
-    if curve_csv is not None:
-        from dro.report import curves_csv
-
-        atomic_write_text(curve_csv, curves_csv(result.history))
     atomic_write_json(out_dir / "train.json", {"best_epoch": result.best_epoch, "selection": result.selection,
                                                "best_val_acc": result.best_score, "history": result.history})
     return model, result
+
+
+def score_on_test(pred: np.ndarray, datasets: dict[str, GroupImageDataset], convention: Convention) -> dict:
+    """Test metrics on TRUE groups (evaluation only), with the training group counts the Waterbirds
+    convention weights by."""
+    info, train, test = datasets["train"].info, datasets["train"], datasets["test"]
+    names = [info.group_name(g) for g in range(info.num_groups)]
+    train_counts = np.bincount(train.groups[train.groups >= 0], minlength=info.num_groups)
+    return evaluate_predictions(pred, test.y, test.groups, names, convention, train_counts)
+
+
+def evaluate_on_test(model: Classifier, datasets: dict[str, GroupImageDataset], spec: ModelSpec,
+                     convention: Convention, device: torch.device, batch_size: int = 512) -> dict:
+    pred = predict(model, image_source(datasets["test"], spec.image_size, spec.num_workers), device, batch_size)
+    return score_on_test(pred, datasets, convention)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,6 +123,7 @@ def label_splits(
     out_dir: Path,
     splits: Sequence[str] = ("train", "val"),
     batch_size: int = 256,
+    num_workers: int = 0,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Pseudo-groups for ``splits`` -> ``out_dir/pseudo_groups.csv`` + ``meta.json``; returns the
@@ -136,7 +137,7 @@ def label_splits(
     rows, quality = [], {}
     for split in splits:
         ds = datasets[split]
-        emb = cached_image_embeddings(encoder, ds, cache_dir, batch_size, log)
+        emb = cached_image_embeddings(encoder, ds, cache_dir, batch_size, log, num_workers)
         a = assign_slices(emb, ds.y, protos, temperature)
         for i in range(len(ds)):
             rows.append((split, i, int(ds.y[i]), int(a.pseudo_groups[i]), int(a.conflicting[i]),
@@ -256,15 +257,9 @@ def retrain(
         raise ValueError(f"unknown mode {mode!r}; expected 'full' or 'last_layer'")
     if model_out is not None:
         save_classifier(model.cpu(), model_out)
-    names = [info.group_name(g) for g in range(info.num_groups)]
-    train_counts = np.bincount(datasets["train"].groups[datasets["train"].groups >= 0], minlength=info.num_groups)
-    metrics = evaluate_predictions(pred, test.y, test.groups, names, convention, train_counts)
+    metrics = score_on_test(pred, datasets, convention)
     metrics.update({"best_epoch": result.best_epoch, "selection": result.selection,
                     "selection_groups": visible or "none"})
     log(f"{method} seed {cfg.seed}: test worst-group {metrics['worst_group_acc']:.4f} "
         f"avg {metrics['avg_acc']:.4f} (best epoch {result.best_epoch})")
     return MethodRun(method, cfg.seed, metrics, result)
-
-
-def load_erm(erm_dir: Path, device: torch.device) -> Classifier:
-    return load_classifier(erm_dir, device)

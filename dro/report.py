@@ -1,4 +1,5 @@
-"""Results files other tools read: ``metrics.json``, ``table.md`` (METHOD.md section 6 layout), plot data.
+"""Results files other tools read: ``metrics.json``, ``table.md`` (METHOD.md section 6 layout), plot data
+(``group_acc.csv``, ``curves.csv``).
 
 ``metrics.json``: ``methods.<name>.worst_group_acc`` / ``.avg_acc`` (fractions in [0, 1], mean over
 seeds), ``.group_acc`` (per true test group), their ``*_std``, and the average-accuracy convention.
@@ -26,10 +27,10 @@ DATASET_TITLES = {"waterbirds": "Waterbirds", "celeba": "CelebA", "synthetic": "
 
 def build_metrics(dataset: str, per_method_seed: dict[str, list[dict]], seeds: Sequence[int], mode: str) -> dict:
     methods = {name: aggregate_seeds(runs) for name, runs in per_method_seed.items()}
-    convention = next(iter(methods.values()))["avg_convention"]
+    convention = next(iter(methods.values()))["avg_acc_convention"]
     return {
         "dataset": dataset, "mode": mode, "seeds": list(seeds),
-        "avg_convention": convention, "avg_convention_text": CONVENTION_TEXT[convention],
+        "avg_acc_convention": convention, "avg_acc_convention_text": CONVENTION_TEXT[convention],
         "methods": methods,
     }
 
@@ -50,7 +51,7 @@ def table_markdown(metrics: dict) -> str:
         lines.append(f"| {label} | {data} | {groups} | {cell} |")
     lines += [
         "",
-        f"Convention: {metrics['avg_convention_text']}. Worst-group = minimum over non-empty test groups.",
+        f"Convention: {metrics['avg_acc_convention_text']}. Worst-group = minimum over non-empty test groups.",
         "Model selection: ERM on validation accuracy; GroupDRO on validation worst-group accuracy of TRUE "
         "groups; DEXTER + DRO on validation worst-group accuracy of its PSEUDO-groups (no true group label "
         "in its training or selection).",
@@ -59,37 +60,50 @@ def table_markdown(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def group_acc_csv(metrics: dict, method: str) -> str:
-    """One method's per-group test accuracy, one row per true group (DVC bar plot: x=acc, y=group)."""
+def group_acc_csv(metrics: dict) -> str:
+    """Per-group test accuracy of every method, one row per (method, group); ``bar`` is a label unique
+    per row ("<method>: <group>") so a horizontal bar plot (x=accuracy, y=bar) shows every bar."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["group", "acc"])
-    for g, acc in metrics["methods"][method]["group_acc"].items():
-        if acc is not None:  # empty test groups have no accuracy
-            w.writerow([g, f"{acc:.6f}"])
+    w.writerow(["bar", "method", "group", "accuracy"])
+    for method, m in metrics["methods"].items():
+        for g, acc in m["group_acc"].items():
+            if acc is not None:  # empty test groups have no accuracy
+                w.writerow([f"{method}: {g}", method, g, f"{acc:.6f}"])
     return buf.getvalue()
 
 
-def curves_csv(history: list[dict]) -> str:
-    """Per-epoch training curve: loss, accuracies and the score used for model selection."""
+def curves_csv(histories: dict[str, list[list[dict]]], key: str = "selection") -> str:
+    """Training curves, one row per epoch, one column per method (mean over seeds): the validation score
+    each method is selected on (``<method>``: worst-group of the groups it may see, or accuracy for ERM)
+    and its training loss (``<method>_train_loss``)."""
+    import numpy as np
+
+    methods = list(histories)
+    epochs = max((len(h) for runs in histories.values() for h in runs), default=0)
+
+    def column(runs: list[list[dict]], e: int, field: str) -> str:
+        vals = []
+        for h in runs:
+            if e < len(h):
+                r = h[e]
+                vals.append(r.get("val_worst_group_acc", r["val_acc"]) if field == "score" else r[field])
+        return f"{float(np.mean(vals)):.6f}" if vals else ""
+
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["epoch", "train_loss", "train_acc", "val_acc", "val_selection_score"])
-    for r in history:
-        score = r.get("val_worst_group_acc", r["val_acc"])
-        w.writerow([r["epoch"], f"{r['train_loss']:.6f}", f"{r['train_acc']:.6f}", f"{r['val_acc']:.6f}",
-                    f"{score:.6f}"])
+    w.writerow(["epoch", *methods, *(f"{m}_train_loss" for m in methods)])
+    for e in range(epochs):
+        w.writerow([e + 1, *(column(histories[m], e, "score") for m in methods),
+                    *(column(histories[m], e, "train_loss") for m in methods)])
     return buf.getvalue()
 
 
-def write_results(out_dir: Path, metrics: dict, per_seed: dict, curves: dict[str, list[dict]]) -> None:
-    """``metrics.json``, ``per_seed.json``, ``table.md``, ``plots/group_acc/<method>.csv``,
-    ``plots/curves/<method>_seed<k>.csv`` -- each written atomically."""
+def write_results(out_dir: Path, metrics: dict, per_seed: dict, histories: dict[str, list[list[dict]]]) -> None:
+    """``metrics.json``, ``per_seed.json``, ``table.md``, ``group_acc.csv``, ``curves.csv`` (atomically each)."""
     out_dir = Path(out_dir)
-    for name, history in curves.items():
-        atomic_write_text(out_dir / "plots" / "curves" / f"{name}.csv", curves_csv(history))
-    for method in metrics["methods"]:
-        atomic_write_text(out_dir / "plots" / "group_acc" / f"{method}.csv", group_acc_csv(metrics, method))
+    atomic_write_text(out_dir / "curves.csv", curves_csv(histories))
+    atomic_write_text(out_dir / "group_acc.csv", group_acc_csv(metrics))
     atomic_write_json(out_dir / "per_seed.json", per_seed)
     atomic_write_text(out_dir / "table.md", table_markdown(metrics))
     atomic_write_json(out_dir / "metrics.json", metrics)

@@ -66,18 +66,31 @@ class ClipEncoder:
         return _normalise(torch.cat(out)).cpu()
 
     @torch.no_grad()
-    def encode_images(self, dataset: GroupImageDataset, batch_size: int = 256,
+    def encode_images(self, dataset: GroupImageDataset, batch_size: int = 256, num_workers: int = 0,
                       progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-        out = []
-        n = len(dataset)
-        for s in range(0, n, batch_size):
-            images = [dataset.image(i) for i in range(s, min(n, s + batch_size))]
+        """Batched; file-backed datasets are decoded by ``num_workers`` DataLoader workers."""
+        loader = torch.utils.data.DataLoader(_PilImages(dataset), batch_size=batch_size, shuffle=False,
+                                             num_workers=num_workers, collate_fn=list)
+        out, done = [], 0
+        for images in loader:
             pix = self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
             pix = pix.to(self.device, self.model.dtype)
             out.append(self.model.get_image_features(pixel_values=pix).pooler_output.float())
+            done += len(images)
             if progress:
-                progress(min(n, s + batch_size), n)
+                progress(done, len(dataset))
         return _normalise(torch.cat(out)).cpu()
+
+
+class _PilImages(torch.utils.data.Dataset):
+    def __init__(self, dataset: GroupImageDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        return self.dataset.image(i)
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:
@@ -109,7 +122,8 @@ def dataset_key(dataset: GroupImageDataset) -> str:
 
 
 def cached_image_embeddings(encoder: ClipEncoder, dataset: GroupImageDataset, cache_dir: Path | str,
-                            batch_size: int = 256, log: Callable[[str], None] = print) -> torch.Tensor:
+                            batch_size: int = 256, log: Callable[[str], None] = print,
+                            num_workers: int = 0) -> torch.Tensor:
     """Image embeddings of a split, computed once and cached as safetensors (keyed by model + dataset)."""
     from safetensors.torch import load_file, save
 
@@ -123,7 +137,7 @@ def cached_image_embeddings(encoder: ClipEncoder, dataset: GroupImageDataset, ca
             log(f"image embeddings from cache {path}")
             return emb
     log(f"embedding {len(dataset)} {dataset.split} images with CLIP {encoder.name}")
-    emb = encoder.encode_images(dataset, batch_size)
+    emb = encoder.encode_images(dataset, batch_size, num_workers=num_workers)
     with atomic_writer(path, "wb") as f:
         f.write(save({"embeddings": emb.contiguous()}))
     return emb

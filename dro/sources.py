@@ -12,6 +12,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from PIL import Image
 
 from dro.data import GroupImageDataset
 
@@ -55,6 +56,25 @@ class TensorSource:
         return hashlib.sha256(self.data.contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
+def load_square(im: Image.Image, size: int, dataset: str) -> torch.Tensor:
+    """uint8 3 x size x size, with the evaluation-time geometry of the group-DRO code (no augmentation):
+    Waterbirds resize to 256/224 x size then centre crop; CelebA centre crop to the short side then
+    resize; anything else a plain resize."""
+    if dataset == "waterbirds":
+        big = int(size * 256.0 / 224.0)
+        im = im.resize((big, big), resample=Image.BILINEAR)
+        left = (big - size) // 2
+        im = im.crop((left, left, left + size, left + size))
+    else:
+        if dataset == "celeba":
+            w, h = im.size
+            m = min(w, h)
+            left, top = (w - m) // 2, (h - m) // 2
+            im = im.crop((left, top, left + m, top + m))
+        im = im.resize((size, size), resample=Image.BILINEAR)
+    return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
 class _Resized(torch.utils.data.Dataset):
     def __init__(self, dataset: GroupImageDataset, order: np.ndarray, size: int) -> None:
         self.dataset, self.order, self.size = dataset, order, size
@@ -63,14 +83,12 @@ class _Resized(torch.utils.data.Dataset):
         return len(self.order)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        im = self.dataset.image(int(self.order[i])).resize((self.size, self.size), resample=2)  # bilinear
-        arr = np.asarray(im, dtype=np.uint8)
-        return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+        return load_square(self.dataset.image(int(self.order[i])), self.size, self.dataset.info.name)
 
 
 class FileSource:
-    """Images read from files by a DataLoader (workers), resized to ``image_size`` squares (no
-    augmentation, as in the group-DRO setups), returned in [0,1]."""
+    """Images read from files by a DataLoader (workers), made ``image_size`` squares by
+    :func:`load_square` (no augmentation, as in the group-DRO setups), returned in [0,1]."""
 
     def __init__(self, dataset: GroupImageDataset, image_size: int, num_workers: int = 0) -> None:
         if dataset.files is None:
@@ -91,7 +109,7 @@ class FileSource:
             yield idx, x.to(device, non_blocking=True).float().div_(255.0)
 
     def fingerprint(self) -> str:
-        h = hashlib.sha256(str(self.image_size).encode())
+        h = hashlib.sha256(f"{self.image_size}:{self.dataset.info.name}".encode())
         for f in self.dataset.files:
             h.update(str(f).encode())
         return h.hexdigest()[:16]

@@ -108,9 +108,21 @@ def _hash_module(module: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def _code_version() -> str:
+    """Hash of the training code itself: a fixed bug must not resume a checkpoint made with the bug."""
+    import dro.group_dro
+    import dro.sources
+
+    h = hashlib.sha256()
+    for mod_file in (__file__, dro.group_dro.__file__, dro.sources.__file__):
+        h.update(Path(mod_file).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def fingerprint(module: nn.Module, cfg: TrainConfig, train: SplitData, val: SplitData) -> str:
-    """Identity of a run: settings, data, visible groups and the INITIAL weights."""
+    """Identity of a run: training code, settings, data, visible groups and the INITIAL weights."""
     parts = {
+        "code": _code_version(),
         "cfg": asdict(cfg),
         "init": _hash_module(module),
         "train": [train.source.fingerprint(), _hash_arrays(train.y, train.groups), train.num_groups],
@@ -174,6 +186,8 @@ def train(
 
     ckpt_dir = Path(ckpt_dir)
     module.to(device)
+    if torch.device(device).type == "cuda":  # resume == uninterrupted needs deterministic kernels
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     if cfg.method == "group_dro" and train_data.groups is None:
         raise ValueError("group DRO needs training groups")
     fp = fingerprint(module, cfg, train_data, val_data)

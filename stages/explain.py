@@ -2,17 +2,19 @@
 
 Reads params.yaml (``dexter`` section, the dataset's model set, ``device``), the ERM classifier in
 ``outputs/erm`` (``dro.models.load_classifier``), and writes one folder per class
-(``<index:03d>_<name>/keywords.json`` + runs, see ``dexter.outputs``). All classes are optimised
-together, one batched step at a time. A class whose keywords.json exists is skipped, so a rerun after a
+(``<index:03d>_<name>/keywords.json`` + runs, see ``dexter.outputs``) and ``metrics/dexter.json``.
+All classes are optimised together, one batched step at a time. A class whose keywords.json exists is skipped, so a rerun after a
 kill repeats at most the runs that were in flight.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import time
 from pathlib import Path
 
-from stages.common import OUTPUTS_DIR, StageInputError, resolve_device, stage_main
+from stages.common import METRICS_DIR, OUTPUTS_DIR, StageInputError, resolve_device, stage_main
 
 DEXTER_DIR = OUTPUTS_DIR / "dexter"
 ERM_DIR = OUTPUTS_DIR / "erm"
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--classifier", type=Path, default=ERM_DIR, help="a dro.models classifier folder")
     ap.add_argument("--out", type=Path, default=DEXTER_DIR)
+    ap.add_argument("--metrics", type=Path, default=METRICS_DIR / "dexter.json")
     ap.add_argument("--class-index", type=int, nargs="+", default=None, help="override dexter.classes")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
@@ -75,15 +78,35 @@ def main(argv: list[str] | None = None) -> None:
     dexter_models = load_dexter_models(
         classifier, config, sd=models.stable_diffusion, bert=models.bert, lora=models.lcm_lora, device=device,
         dtype=section.dtype, cache_dir=OUTPUTS_DIR / "cache" / "dexter",
+        gradient_checkpointing=section.gradient_checkpointing,
     )
     run_info = {"classifier": str(args.classifier), "stable_diffusion": models.stable_diffusion,
                 "lcm_lora": models.lcm_lora, "bert": models.bert, "dataset": params.dataset}
+    start = time.perf_counter()
     done = explain(dexter_models, args.out, classes, feature_neurons=section.feature_neurons, run_info=run_info,
                    progress=not args.no_progress)
-    import json
+    write_metrics(done, args.metrics, time.perf_counter() - start)
 
-    for c, path in sorted(done.items()):
-        print(f"class {c}: {', '.join(json.loads(path.read_text())['keywords']) or '(no keyword)'}", flush=True)
+
+def write_metrics(done: dict, path: Path, seconds: float) -> dict:
+    """Per class: keywords, steps and hits of every run (small enough for ``dvc metrics show``)."""
+    from dro.io import atomic_write_json
+
+    classes = {}
+    for c, kw_path in sorted(done.items()):
+        data = json.loads(kw_path.read_text())
+        classes[data["class_name"]] = {
+            "class_index": c,
+            "keywords": " ".join(data["keywords"]),
+            "steps": sum(r["steps"] for r in data["runs"]),
+            "hits": sum(r["hits"] for r in data["runs"]),
+            "runs_stopped_early": sum(bool(r["stopped_early"]) for r in data["runs"]),
+        }
+        print(f"class {c} ({data['class_name']}): {classes[data['class_name']]['keywords'] or '(no keyword)'}",
+              flush=True)
+    metrics = {"classes": classes, "seconds_this_invocation": round(seconds, 1)}
+    atomic_write_json(path, metrics)
+    return metrics
 
 
 if __name__ == "__main__":

@@ -62,7 +62,8 @@ def backend_settings(params) -> tuple[str, dict]:
 def class_dirs(root: Path) -> list[Path]:
     if not root.is_dir():
         raise StageInputError(f"{root}: not found (run the DEXTER stage first)")
-    dirs = sorted(d for d in root.iterdir() if d.is_dir() and (d / "keywords.json").is_file())
+    # The explain stages write one folder per class, possibly inside a per-stage folder (explain@<c>).
+    dirs = sorted(p.parent for p in root.glob("**/keywords.json"))
     if not dirs:
         raise StageInputError(f"{root}: no class folder with a keywords.json (run the DEXTER stage first)")
     return dirs

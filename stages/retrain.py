@@ -1,9 +1,10 @@
 """Stage ``retrain``: ERM, GroupDRO on true groups (oracle) and GroupDRO on DEXTER pseudo-groups, over
-``seeds`` -> ``results/`` (metrics.json, table.md, per_seed.json, plots/).
+``seeds`` -> ``results/`` (metrics.json, table.md, per_seed.json, group_acc.csv, curves.csv) and the
+retrained classifiers in ``outputs/retrain/<method>/seed<k>``.
 
 ``dro.mode: full`` trains whole classifiers with the dataset's training settings; ``last_layer`` keeps
 the audited ERM model's backbone (``outputs/erm``) and retrains its head over cached features.
-Every run checkpoints under ``outputs/checkpoints/retrain/<method>/seed<k>`` and resumes after a kill.
+Every run checkpoints under ``outputs/checkpoints/retrain/<mode>/<method>/seed<k>`` and resumes.
 """
 
 from __future__ import annotations
@@ -11,49 +12,60 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from stages.common import resolve_device, stage_main
 from stages.dro_common import (
-    CACHE, CHECKPOINTS, ERM_DIR, LABELS_DIR, PREPARED, RESULTS, RETRAIN_DIR,
-    full_train_config, last_layer_train_config, log, model_spec,
+    CACHE, CHECKPOINTS, ERM_DIR, LABELS_DIR, PREPARED_DIR, RESULTS_DIR, RETRAIN_DIR,
+    full_train_config, input_errors, last_layer_train_config, log, model_spec,
 )
-from stages.params import load_params
 
 
-def main(argv: list[str] | None = None) -> None:
+def run(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--prepared", type=Path, default=PREPARED)
+    ap.add_argument("--prepared", type=Path, default=PREPARED_DIR)
     ap.add_argument("--labels", type=Path, default=LABELS_DIR)
     ap.add_argument("--erm", type=Path, default=ERM_DIR)
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = ap.parse_args(argv)
+
+    from stages.params import load_params
+
     params = load_params(args.params)
 
     from dro.data import open_prepared
     from dro.evaluate import convention_for
-    from dro.pipeline import load_erm, load_pseudo_groups, resolve_device, retrain
+    from dro.pipeline import load_pseudo_groups, retrain
+    from dro.models import load_classifier
     from dro.report import build_metrics, write_results
 
     device = resolve_device(params.device)
     datasets = open_prepared(args.prepared)
-    methods = params.dro.methods
+    methods, mode = params.dro.methods, params.dro.mode
     pseudo = load_pseudo_groups(args.labels, datasets) if "dro_dexter" in methods else None
-    mode = params.dro.mode
-    erm_model = load_erm(args.erm, device) if mode == "last_layer" else None
+    with input_errors():
+        erm_model = load_classifier(args.erm, device) if mode == "last_layer" else None
     per_seed: dict[str, list[dict]] = {m: [] for m in methods}
-    curves = {}
+    histories: dict[str, list[list[dict]]] = {m: [] for m in methods}
     for seed in params.seeds:
         cfg = full_train_config(params, seed) if mode == "full" else last_layer_train_config(params, seed)
         for method in methods:
             log(f"== {method}, seed {seed}, mode {mode}")
-            run = retrain(method, datasets, model_spec(params), cfg, pseudo=pseudo, mode=mode,
-                          erm_model=erm_model, ckpt_dir=CHECKPOINTS / "retrain" / mode / method / f"seed{seed}",
-                          cache_dir=CACHE / "features", model_out=RETRAIN_DIR / method / f"seed{seed}",
-                          convention=convention_for(params.dataset), device=device, log=log)
-            per_seed[method].append({"seed": seed, **run.metrics})
-            curves[f"{method}_seed{seed}"] = run.result.history
+            with input_errors():
+                run_ = retrain(method, datasets, model_spec(params), cfg, pseudo=pseudo, mode=mode,
+                               erm_model=erm_model,
+                               ckpt_dir=CHECKPOINTS / "retrain" / mode / method / f"seed{seed}",
+                               cache_dir=CACHE / "features", model_out=RETRAIN_DIR / method / f"seed{seed}",
+                               convention=convention_for(params.dataset), device=device, log=log)
+            per_seed[method].append({"seed": seed, **run_.metrics})
+            histories[method].append(run_.result.history)
     metrics = build_metrics(params.dataset, per_seed, params.seeds, mode)
-    write_results(args.out, metrics, per_seed, curves)
+    write_results(args.out, metrics, per_seed, histories)
     log((args.out / "table.md").read_text())
+
+
+@stage_main
+def main() -> None:
+    run()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Stage ``train_erm``: the ERM classifier DEXTER audits (when the user brings none) -> ``outputs/erm/``.
 
-Selected on plain validation accuracy: no group label is used. Checkpointed every epoch under
-``outputs/checkpoints/erm``; rerunning after a kill resumes.
+Selected on plain validation accuracy: no group label is used for training or selection. Its test
+accuracy per TRUE group is measured afterwards for the record (``metrics/erm.json``). Checkpointed every
+epoch under ``outputs/checkpoints/erm``; rerunning after a kill resumes.
 """
 
 from __future__ import annotations
@@ -9,27 +10,46 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.dro_common import CHECKPOINTS, ERM_DIR, PREPARED, RESULTS, full_train_config, log, model_spec
-from stages.params import load_params
+from stages.common import resolve_device, stage_main
+from stages.dro_common import CHECKPOINTS, ERM_DIR, ERM_METRICS, PREPARED_DIR, full_train_config, input_errors, log, model_spec
 
 
-def main(argv: list[str] | None = None) -> None:
+def run(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--prepared", type=Path, default=PREPARED)
+    ap.add_argument("--prepared", type=Path, default=PREPARED_DIR)
     ap.add_argument("--out", type=Path, default=ERM_DIR)
-    ap.add_argument("--curve", type=Path, default=RESULTS / "plots" / "erm_curve.csv")
+    ap.add_argument("--metrics", type=Path, default=ERM_METRICS)
     args = ap.parse_args(argv)
+
+    from stages.params import load_params
+
     params = load_params(args.params)
 
     from dro.data import open_prepared
-    from dro.pipeline import resolve_device, train_erm_classifier
+    from dro.evaluate import convention_for
+    from dro.io import atomic_write_json
+    from dro.pipeline import evaluate_on_test, train_erm_classifier
 
+    device = resolve_device(params.device)
     datasets = open_prepared(args.prepared)
-    _, result = train_erm_classifier(
-        datasets, model_spec(params), full_train_config(params, params.seed, erm=True),
-        CHECKPOINTS / "erm", args.out, resolve_device(params.device), log=log, curve_csv=args.curve)
-    log(f"ERM classifier -> {args.out} (best epoch {result.best_epoch}, val acc {result.best_score:.4f})")
+    spec = model_spec(params)
+    cfg = full_train_config(params, params.seed, erm=True)
+    with input_errors():
+        model, result = train_erm_classifier(datasets, spec, cfg, CHECKPOINTS / "erm", args.out, device, log=log)
+    test = evaluate_on_test(model, datasets, spec, convention_for(params.dataset), device, cfg.eval_batch_size)
+    atomic_write_json(args.metrics, {
+        "best_epoch": result.best_epoch, "selection": result.selection, "val_acc": result.best_score,
+        "test_worst_group_acc": test["worst_group_acc"], "test_avg_acc": test["avg_acc"],
+        "test_group_acc": test["group_acc"], "avg_acc_convention": test["avg_acc_convention"],
+    })
+    log(f"ERM classifier -> {args.out} (best epoch {result.best_epoch}, val acc {result.best_score:.4f}, "
+        f"test worst-group {test['worst_group_acc']:.4f}, avg {test['avg_acc']:.4f})")
+
+
+@stage_main
+def main() -> None:
+    run()
 
 
 if __name__ == "__main__":

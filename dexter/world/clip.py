@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from dexter.world.captions import Caption, consistency_matrix, random_caption, single_word_prompt
 from dro.data.synthetic import SyntheticWorldConfig, WorldSample
@@ -86,6 +87,21 @@ def text_embeddings(model, tokenizer, texts: Sequence[str]) -> torch.Tensor:
     return torch.nn.functional.normalize(out, dim=-1)
 
 
+def degrade(x: torch.Tensor, g: torch.Generator, share: float = 0.5) -> torch.Tensor:
+    """Blur a random ``share`` of the images (Gaussian, sigma in [0.3, 1.2] px) and add a little noise."""
+    n = x.shape[0]
+    chosen = torch.rand(n, generator=g) < share
+    sigma = 0.3 + 0.9 * torch.rand(n, generator=g)
+    r = torch.arange(-2, 3, dtype=x.dtype)
+    k1 = torch.exp(-(r[None, :] ** 2) / (2 * sigma[:, None] ** 2))
+    k1 = k1 / k1.sum(1, keepdim=True)  # n x 5
+    kernel = (k1[:, :, None] * k1[:, None, :]).repeat_interleave(3, 0)[:, None]  # 3n x 1 x 5 x 5
+    flat = x.reshape(1, 3 * n, *x.shape[2:])
+    blurred = F.conv2d(F.pad(flat, (2, 2, 2, 2), mode="replicate"), kernel, groups=3 * n).reshape_as(x)
+    blurred = blurred + 0.03 * torch.randn(x.shape, generator=g)
+    return torch.where(chosen.view(-1, 1, 1, 1), blurred.clamp(-1, 1), x)
+
+
 def multi_positive_loss(logits: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
     """Symmetric -log P(consistent) for an images x captions logit matrix and boolean positive mask.
 
@@ -108,12 +124,12 @@ def train_clip(
     batch_size: int = 128,
     lr: float = 2e-3,
     seed: int = 0,
-    alt_images: torch.Tensor | None = None,
+    augment: bool = True,
     log_every: int = 100,
 ) -> list[float]:
-    """Train in place; ``images`` are [-1, 1] tensors of ``samples``. ``alt_images`` (e.g. VAE
-    reconstructions of the same samples) replace half of each batch so CLIP also recognises images
-    that went through the generator's decoder. Returns per-step losses."""
+    """Train in place; ``images`` are [-1, 1] tensors of ``samples``. With ``augment``, half of
+    each batch is blurred and noised (:func:`degrade`) so CLIP also recognises the softer images that
+    come out of the generator's decoder. Returns per-step losses."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     g = torch.Generator().manual_seed(seed)
@@ -126,9 +142,8 @@ def train_clip(
         idx = torch.randint(0, len(samples), (batch_size,), generator=g)
         batch_samples = [samples[i] for i in idx.tolist()]
         x = images[idx]
-        if alt_images is not None:
-            use_alt = torch.rand(batch_size, generator=g) < 0.5
-            x = torch.where(use_alt.view(-1, 1, 1, 1), alt_images[idx], x)
+        if augment:
+            x = degrade(x, g)
         captions = [random_caption(cfg, s, rng) for s in batch_samples]
         positive = torch.from_numpy(consistency_matrix(batch_samples, captions))
         img = image_embeddings(model, normalise(x))
@@ -161,7 +176,3 @@ def zero_shot(model, tokenizer, images: torch.Tensor, words: Sequence[str], batc
         preds.append((img @ txt.T).argmax(1))
     model.train(was_training)
     return torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
-
-
-def caption_texts(captions: Sequence[Caption]) -> list[str]:
-    return [c.text for c in captions]

@@ -9,9 +9,10 @@ import torch
 
 from dro.data.synthetic import SyntheticWorldConfig, WorldSample, render_many, sample_world
 
-# sample_world seeds: training images and the held-out images the gates use never overlap.
+# sample_world seeds: training, in-training validation and the gates' held-out images never overlap.
 TRAIN_STREAM = 1
 HELDOUT_STREAM = 2
+VALIDATION_STREAM = 3  # in-training checks, kept apart from the gates' held-out images
 
 
 def world_config(num_classes: int, image_size: int = 32, seed: int = 0) -> SyntheticWorldConfig:

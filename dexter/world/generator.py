@@ -130,8 +130,8 @@ def train_unet(
     for step in range(start_step, steps):
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
         rng = np.random.default_rng([seed, step])
-        for group in opt.param_groups:  # linear warm-up then cosine decay, a pure function of step
-            group["lr"] = lr_at(step, steps, lr)
+        for group in opt.param_groups:  # a pure function of step (resumable)
+            group["lr"] = lr_at(step, lr)
         idx = torch.randint(0, len(samples), (batch_size,), generator=g)
         captions = [random_caption(cfg, samples[i], rng).text for i in idx.tolist()]
         cond = encode_prompts(text_encoder, tokenizer, captions)
@@ -149,7 +149,7 @@ def train_unet(
         losses.append(float(loss.detach()))
         if log_every and (step + 1) % log_every == 0:
             log.info("unet step %d/%d loss %.4f lr %.2e (%.0fs)", step + 1, steps, np.mean(losses[-log_every:]),
-                     lr_at(step, steps, lr), time.time() - t0)
+                     lr_at(step, lr), time.time() - t0)
         if callback is not None and ((step + 1) % callback_every == 0 or step + 1 == steps):
             unet.eval()
             callback(step + 1, opt, losses)
@@ -158,11 +158,10 @@ def train_unet(
     return losses
 
 
-def lr_at(step: int, total: int, peak: float, warmup: int = 100) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(progress, 1.0))))
+def lr_at(step: int, peak: float, warmup: int = 100) -> float:
+    """Linear warm-up, then constant: training N steps is exactly the first N steps of any longer run,
+    so any checkpoint of a run is reproduced by ``--unet-steps`` equal to its step."""
+    return peak * min(1.0, (step + 1) / warmup)
 
 
 @torch.no_grad()

@@ -35,7 +35,7 @@ class WorldTrainSettings:
     unet_lr: float = 1e-3
     lcm_timestep_share: float = 0.75  # share of UNet training timesteps drawn from the 4-step LCM schedule
     sampling_steps: int = 4
-    eval_every: int = 500  # UNet steps between faithfulness checks in the log (and checkpoints)
+    eval_every: int = 250  # UNet steps between faithfulness checks in the log (and checkpoints)
 
     def to_dict(self) -> dict:
         return asdict(self)

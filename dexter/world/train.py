@@ -23,8 +23,8 @@ import torch
 
 from dexter.world.captions import world_words
 from dexter.world.data import (
-    HELDOUT_STREAM,
     TRAIN_STREAM,
+    VALIDATION_STREAM,
     attribute_array,
     phase_seed,
     render_tensor,
@@ -55,7 +55,6 @@ def train_world(
     if unknown:
         raise ValueError(f"unknown phase(s) {sorted(unknown)}; expected some of {PHASES}")
     torch.set_num_threads(settings.threads)
-    torch.use_deterministic_algorithms(True)
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     cfg = world_config(settings.num_classes, settings.image_size, settings.seed)
@@ -107,16 +106,10 @@ def _clip(out, work, settings, cfg, samples, images) -> bool:
     if _phase_done(path):
         return False
     tok = build_clip_word_tokenizer(world_words(cfg), work / "clip_tokenizer")
-    vae = _load_vae(work)
-    with torch.no_grad():
-        recon = torch.cat([
-            vae.decode(vae.encode(images[i : i + 256]).latent_dist.mean).sample.clamp(-1, 1)
-            for i in range(0, len(images), 256)
-        ])
     model = _seeded(lambda: build_clip(tok, image_size=settings.image_size), settings.seed, "clip-init")
     losses = train_clip(
         model, tok, cfg, samples, images, settings.clip_steps, settings.clip_batch, settings.clip_lr,
-        seed=phase_seed(settings.seed, "clip"), alt_images=recon,
+        seed=phase_seed(settings.seed, "clip"),
     )
     model.save_pretrained(path)
     build_processor(tok, settings.image_size).save_pretrained(path)
@@ -178,7 +171,7 @@ def _sd(out, work, settings, cfg, samples, images) -> bool:
         start, opt_state = state["step"], state["optimizer"]
         log.info("resuming unet from step %d", start)
 
-    held = world_samples(cfg, 96, HELDOUT_STREAM)
+    held = world_samples(cfg, 96, VALIDATION_STREAM)
     held_attrs = attribute_array(held)
     from dexter.world.captions import full_caption
 

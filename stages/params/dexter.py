@@ -29,6 +29,7 @@ class DexterSection(Section):
     guidance_scale: float = Field(1.0, ge=0)
     resolution: int | None = Field(None, ge=8)  # None = the generator's native size
     dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto = fp16 on CUDA, fp32 on CPU
+    gradient_checkpointing: bool = False  # UNet/VAE recompute activations: less GPU memory for big batches
     seed: int = 0
     classes: list[int] | None = None  # None = every class of the classifier
     save_frames: bool = True

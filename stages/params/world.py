@@ -8,4 +8,12 @@ from stages.params.base import Section
 
 
 class WorldSection(Section):
+    """Where the committed world models live and how their quality gates are measured.
+
+    The model folders themselves are named in ``models.world``; ``root`` is the folder holding the
+    manifest (``world.json``) that says which world they cover.
+    """
+
+    root: str = "data/world"
     gate_samples: int = Field(200, ge=10)
+    gate_seed: int = 0

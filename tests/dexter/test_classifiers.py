@@ -51,3 +51,30 @@ def test_unknown_names_and_bad_checkpoints(tmp_path):
         load_torchvision("resnet5000")
     with pytest.raises(ClassifierError, match="not found"):
         load_torchvision("resnet18", checkpoint=tmp_path / "nope.pth")
+
+
+def test_torchvision_by_name_uses_cached_imagenet_weights_and_names(tmp_path, monkeypatch):
+    from torchvision.models import ResNet18_Weights, resnet18
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    ckpt = tmp_path / "hub" / "checkpoints" / ResNet18_Weights.DEFAULT.url.rsplit("/", 1)[-1]
+    ckpt.parent.mkdir(parents=True)
+    torch.manual_seed(1)
+    net = resnet18().eval()
+    torch.save(net.state_dict(), ckpt)
+    clf = load_torchvision("resnet18")
+    assert clf.num_classes == 1000 and clf.class_names[0] == "tench"
+    assert torch.equal(clf.head.weight, net.fc.weight)
+
+
+def test_unreachable_imagenet_weights_are_a_clear_error(monkeypatch):
+    import urllib.error
+
+    import torchvision.models
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.models, "get_model", offline)
+    with pytest.raises(ClassifierError, match=r"ImageNet weights for 'resnet18' cannot be fetched.*--checkpoint"):
+        load_torchvision("resnet18")

@@ -53,6 +53,10 @@ def test_unreachable_ids_fail_with_the_id_and_a_hint(tmp_path, monkeypatch):
     with pytest.raises(ModelLoadError, match="nobody/bert"):
         load_bert("nobody/bert")
     assert check_spec(str(tmp_path), "bert") == str(tmp_path)
+    (tmp_path / "lora.safetensors").write_bytes(b"")
+    assert check_spec(str(tmp_path / "lora.safetensors"), "lcm_lora").endswith("lora.safetensors")
+    with pytest.raises(ModelLoadError):
+        check_spec(str(tmp_path / "lora.safetensors"), "stable_diffusion")
 
 
 def test_resolve_dtype():

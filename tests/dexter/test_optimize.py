@@ -107,9 +107,11 @@ def test_bad_class_index(build_models, tmp_path):
 
 def _always(class_index: int, num_classes: int = 2):
     """A classifier that predicts ``class_index`` for every image (huge bias)."""
-    from conftest import make_classifier
+    from tiny_models import make_tiny_classifier
 
-    clf = make_classifier(num_classes)
+    from dexter.classifiers import wrap_pipeline_classifier
+
+    clf = wrap_pipeline_classifier(make_tiny_classifier(num_classes))
     with torch.no_grad():
         clf.head.bias.zero_()
         clf.head.bias[class_index] = 100.0
@@ -121,7 +123,9 @@ def test_early_stop_and_min_steps(build_models):
     s = new_run_state(models, 0, "a", 0)
     while not s.done:
         dexter_step(models, [s])
-    assert (s.step, s.stopped_early, s.hits) == (3, True, 3)
+    first_label = next(i for i, row in enumerate(s.rows, 1) if row["labels"] != "-")
+    assert (s.step, s.stopped_early, s.hits) == (max(3, first_label), True, s.step)
+    assert s.slots[0].label is not None
     models = build_models(DexterConfig(steps=20, early_stop=3, min_steps=6), classifier=_always(0))
     s = new_run_state(models, 0, "a", 0)
     while not s.done:
@@ -147,3 +151,32 @@ def test_excluded_words_never_become_labels(build_models):
     assert labels <= {None, tokens.index(keep)}
     for slot in s.slots:
         assert set(slot.history) <= {tokens.index(keep)}
+
+
+def test_gradient_checkpointing_gives_the_same_gradient(model_set):
+    from tiny_models import make_tiny_classifier
+
+    from dexter.classifiers import wrap_pipeline_classifier
+    from dexter.pipeline import load_dexter_models
+
+    grads = []
+    for checkpointing in (False, True):
+        models = load_dexter_models(wrap_pipeline_classifier(make_tiny_classifier(2)), DexterConfig(),
+                                    model_set["stable_diffusion"], model_set["bert"], None,
+                                    gradient_checkpointing=checkpointing)
+        assert models.sd.unet.is_gradient_checkpointing == checkpointing
+        s = new_run_state(models, 0, "a", 0)
+        s.soft_prompt.register_hook(lambda g: grads.append(g.clone()))
+        dexter_step(models, [s])
+    assert grads[0].abs().sum() > 0
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-7)
+
+
+def test_no_early_stop_without_a_keyword(build_models):
+    models = build_models(DexterConfig(steps=5, early_stop=2), classifier=_always(0))
+    everything = [models.tokens[i] for i in models.allowed]
+    s = new_run_state(models, 0, "a", 1, excluded_words=everything)
+    while not s.done:
+        dexter_step(models, [s])
+    assert (s.step, s.hits, s.stopped_early) == (5, 5, False)
+    assert s.slots[0].label is None

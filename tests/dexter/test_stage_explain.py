@@ -35,6 +35,9 @@ def test_stage_runs_all_classes_batched(tmp_path, model_set, erm, monkeypatch):
     p = _params(tmp_path, model_set)
     explain.main.__wrapped__(["--params", str(p), "--classifier", str(erm), "--out", "outputs/dexter",
                               "--no-progress"])
+    metrics = json.loads((tmp_path / "metrics/dexter.json").read_text())
+    assert set(metrics["classes"]) == {"circle", "square"}
+    assert metrics["classes"]["square"]["class_index"] == 1
     for name in ("000_circle", "001_square"):
         data = json.loads((tmp_path / "outputs/dexter" / name / "keywords.json").read_text())
         assert len(data["runs"]) == 2

@@ -46,7 +46,7 @@ def test_waterbirds_train_weighted_average():
 def test_evaluate_block_and_seed_aggregate():
     m = evaluate_predictions(PRED, Y, G, NAMES, "plain")
     assert m["worst_group_acc"] == 0.5 and m["group_acc"]["b|x"] is None
-    assert m["avg_convention"] == "plain" and m["group_count"]["a|x"] == 4
+    assert m["avg_acc_convention"] == "plain" and m["group_count"]["a|x"] == 4
     other = dict(m, worst_group_acc=0.7, avg_acc=0.9)
     agg = aggregate_seeds([m, other])
     assert agg["worst_group_acc"] == pytest.approx(0.6)

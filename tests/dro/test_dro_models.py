@@ -45,3 +45,26 @@ def test_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.models, "get_model", offline)
     with pytest.raises(ModelError, match="hub/checkpoints"):
         build_classifier("resnet50", ["a", "b"], 224, pretrained=True)
+
+
+def test_file_source_geometry_follows_the_group_dro_code(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from dro.data import DatasetInfo, GroupImageDataset
+    from dro.sources import FileSource, load_square
+
+    arr = np.zeros((218, 178, 3), np.uint8)
+    arr[:20] = 255  # a white band at the top: cut away by CelebA's centre crop (218 -> 178 rows)
+    im = Image.fromarray(arr)
+    assert load_square(im, 32, "celeba").max() == 0
+    assert load_square(im, 32, "other").max() == 255
+    wb = np.zeros((100, 100, 3), np.uint8)
+    wb[:, :4] = 255  # left border: resized to 256/224 then cropped away
+    assert load_square(Image.fromarray(wb), 224, "waterbirds")[:, :, 0].max() == 0
+    path = tmp_path / "a.png"
+    im.save(path)
+    info = DatasetInfo("celeba", ("a", "b"), "Male", ("0", "1"))
+    src = FileSource(GroupImageDataset(info, "train", [0], [0], files=[path]), 16)
+    (idx, x), = list(src.iterate(np.array([0]), 4, "cpu"))
+    assert idx.tolist() == [0] and x.shape == (1, 3, 16, 16) and float(x.max()) == 0.0

@@ -8,6 +8,15 @@ import pytest
 import yaml
 
 
+def params_for(clip):
+    return {
+        "dataset": "synthetic", "device": "cpu", "seeds": [0, 1],
+        "synthetic": {"image_size": 16, "train": {"arch": "small_cnn", "image_size": 16, "batch_size": 64,
+                                                  "optimizer": "adam", "lr": 0.003, "epochs": 2}},
+        "models": {"world": {"stable_diffusion": "x", "bert": "x", "clip": str(clip)}},
+        "dro": {"eta": 0.1},
+    }
+
 
 @pytest.mark.slow
 def test_stages_end_to_end(tmp_path, monkeypatch):
@@ -19,28 +28,25 @@ def test_stages_end_to_end(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     make_world(Path("data/prepared"), sizes={"train": 400, "val": 80, "test": 160})
     clip = make_tiny_clip(tmp_path / "clip", image_size=16)
+
+    from stages import label, retrain, train_erm
+    from stages.common import StageInputError
+
+    Path("params.yaml").write_text(yaml.safe_dump(params_for(clip)))
+    with pytest.raises(StageInputError, match="no attributes for class 0"):
+        label.run([])
     for c, (name, words) in enumerate([("circle", ["water"]), ("square", ["land"])]):
         d = Path(f"outputs/reasoning/{c:03d}_{name}")
         d.mkdir(parents=True)
         (d / "attributes.json").write_text(json.dumps({"class_name": name, "attributes": words}))
-    params = {
-        "dataset": "synthetic", "device": "cpu", "seeds": [0, 1],
-        "synthetic": {"image_size": 16, "train": {"arch": "small_cnn", "image_size": 16, "batch_size": 64,
-                                                  "optimizer": "adam", "lr": 0.003, "epochs": 2}},
-        "models": {"world": {"stable_diffusion": "x", "bert": "x", "clip": str(clip)}},
-        "dro": {"eta": 0.1},
-    }
-    Path("params.yaml").write_text(yaml.safe_dump(params))
 
-    from stages import label, retrain, train_erm
-
-    train_erm.main([])
+    train_erm.run([])
     assert Path("outputs/erm/model.safetensors").exists() and Path("outputs/erm/config.json").exists()
-    label.main([])
-    quality = json.loads(Path("results/labelling_quality.json").read_text())
+    label.run([])
+    quality = json.loads(Path("metrics/labelling.json").read_text())
     assert 0 <= quality["train"]["accuracy"] <= 1
     assert set(quality["train"]["per_class"]) == {"circle", "square"}
-    retrain.main([])
+    retrain.run([])
     metrics = json.loads(Path("results/metrics.json").read_text())
     assert set(metrics["methods"]) == {"erm", "groupdro_oracle", "dro_dexter"}
     for m in metrics["methods"].values():
@@ -48,9 +54,12 @@ def test_stages_end_to_end(tmp_path, monkeypatch):
         assert len(m["group_acc"]) == 4 and m["num_seeds"] == 2
     table = Path("results/table.md").read_text()
     assert "| DEXTER + DRO | no | no |" in table and "Convention:" in table
-    bars = Path("results/plots/group_acc/dro_dexter.csv").read_text().splitlines()
-    assert bars[0] == "group,acc" and len(bars) == 5
-    assert Path("results/plots/curves/dro_dexter_seed1.csv").exists()
+    bars = Path("results/group_acc.csv").read_text().splitlines()
+    assert bars[0] == "bar,method,group,accuracy" and len(bars) == 1 + 3 * 4
+    curves = Path("results/curves.csv").read_text().splitlines()
+    assert curves[0].startswith("epoch,erm,groupdro_oracle,dro_dexter,") and len(curves) == 1 + 2
+    erm = json.loads(Path("metrics/erm.json").read_text())
+    assert erm["selection"] == "val_avg" and 0 <= erm["test_worst_group_acc"] <= erm["test_avg_acc"] <= 1
     # a rerun resumes every run from its finished checkpoint and reproduces the metrics
-    retrain.main([])
+    retrain.run([])
     assert json.loads(Path("results/metrics.json").read_text()) == metrics

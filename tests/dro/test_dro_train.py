@@ -167,7 +167,7 @@ class BackgroundEncoder:
         return torch.tensor([[c - 128.0 for c in next(v for k, v in self.COLOURS.items() if k in t)]
                              for t in texts])
 
-    def encode_images(self, dataset, batch_size=256, progress=None):
+    def encode_images(self, dataset, batch_size=256, num_workers=0, progress=None):
         px = torch.from_numpy(dataset.pixels).float()
         border = torch.cat([px[:, 0], px[:, -1], px[:, :, 0], px[:, :, -1]], dim=1).mean(1)
         emb = border - 128.0

@@ -1,0 +1,34 @@
+import math
+
+import numpy as np
+import pytest
+
+from dexter.world.gates import accuracy, faithfulness
+
+
+def test_accuracy_counts_equal_entries():
+    assert accuracy(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0])) == 0.75
+    with pytest.raises(ValueError):
+        accuracy(np.array([0, 1]), np.array([0, 1, 0]))
+
+
+def test_faithfulness_needs_every_named_attribute():
+    named = np.array([[0, 1, 1], [1, 0, 0], [-1, -1, 1], [1, -1, -1]])
+    pred = np.array(
+        [
+            [0, 1, 1],  # all right
+            [1, 1, 0],  # colour wrong
+            [0, 0, 1],  # only background named, right
+            [0, 1, 1],  # only shape named, wrong
+        ]
+    )
+    out = faithfulness(pred, named)
+    assert out["all"] == 0.5
+    assert out["shape"] == pytest.approx(2 / 3)
+    assert out["color"] == 0.5
+    assert out["background"] == 1.0
+
+
+def test_faithfulness_of_an_unnamed_attribute_is_nan():
+    out = faithfulness(np.array([[0, 0, 1]]), np.array([[-1, -1, 1]]))
+    assert out["all"] == 1.0 and math.isnan(out["shape"]) and out["background"] == 1.0
