@@ -63,25 +63,9 @@ def keywords_by_class(audits: list[ClassAudit]) -> dict[str, list[str]]:
     return {a.class_name: a.keywords for a in audits}
 
 
-def worst_group_table(metrics: dict) -> list[tuple[str, float, float, str]]:
-    """(method, worst-group %, average %, spread) rows from results/metrics.json."""
-    rows = []
-    for name, m in metrics.get("methods", {}).items():
-        spread = ""
-        if "worst_group_acc_std" in m:
-            spread = f" +- {100 * m['worst_group_acc_std']:.1f}"
-        rows.append((name, 100 * m["worst_group_acc"], 100 * m["avg_acc"], spread))
-    return rows
-
-
-def render_markdown(audits: list[ClassAudit], labelling: dict, metrics: dict, grid_paths: dict[str, str]) -> str:
-    lines = ["# Bias audit", ""]
-    convention = metrics.get("avg_acc_convention")
-    lines += ["## Worst-group accuracy (test, %)", "", "| method | worst group | average |", "|---|---|---|"]
-    for name, worst, avg, spread in worst_group_table(metrics):
-        lines.append(f"| {name} | {worst:.1f}{spread} | {avg:.1f} |")
-    if convention:
-        lines += ["", f"Average accuracy convention: {convention}."]
+def render_markdown(audits: list[ClassAudit], labelling: dict, table_md: str, grid_paths: dict[str, str]) -> str:
+    """``table_md`` is the retrain stage's worst-group table (results/table.md), shown first."""
+    lines = ["# Bias audit", "", "## Worst-group accuracy", "", table_md.strip()]
     lines += ["", "## Per class", ""]
     for a in audits:
         lines += [f"### {a.class_index}: {a.class_name}", "", f"DEXTER keywords: **{', '.join(a.keywords) or '(none)'}**", ""]

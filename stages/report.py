@@ -25,7 +25,7 @@ def main() -> None:
     audits = collect_classes(OUTPUTS_DIR / "dexter", OUTPUTS_DIR / "reasoning")
     labelling_path = METRICS_DIR / "labelling.json"
     labelling = json.loads(labelling_path.read_text()) if labelling_path.exists() else {}
-    metrics = json.loads((RESULTS_DIR / "metrics.json").read_text())
+    table_md = (RESULTS_DIR / "table.md").read_text()
 
     grids, grid_paths = {}, {}
     frames_dir = RESULTS_DIR / "frames"
@@ -38,7 +38,7 @@ def main() -> None:
             grid.save(path)
             grid_paths[audit.class_name] = str(path.relative_to(RESULTS_DIR))
 
-    markdown = render_markdown(audits, labelling, metrics, grid_paths)
+    markdown = render_markdown(audits, labelling, table_md, grid_paths)
     atomic_write_text(RESULTS_DIR / "report.md", markdown)
     atomic_write_text(RESULTS_DIR / "report.html", render_html(markdown, grids))
     atomic_write_json(RESULTS_DIR / "keywords.json", keywords_by_class(audits))
