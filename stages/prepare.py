@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.common import METRICS_DIR, PREPARED_DIR, stage_main
+from stages.common import METRICS_DIR, PREPARED_DIR, StageInputError, stage_main
 
 
 def group_statistics(splits) -> dict:
@@ -42,6 +42,14 @@ def main() -> None:
     from dro.io import atomic_write_json
 
     section = params.dataset_section
+    if params.dataset == "synthetic" and section.models == "world":
+        # Fail now, not after training, if the committed world models cannot draw this world.
+        from dexter.world.manifest import WorldNotCoveredError, check_world_covered
+
+        try:
+            check_world_covered(params.world.root, section.num_classes, section.image_size)
+        except WorldNotCoveredError as e:
+            raise StageInputError(str(e)) from None
     if params.dataset == "synthetic":
         from dro.data.synthetic import SyntheticWorldConfig
         from dro.data.world_index import build_synthetic

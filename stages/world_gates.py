@@ -23,6 +23,12 @@ def main() -> None:
     from stages.params import load_params
 
     params = load_params(args.params)
+    if params.dataset != "synthetic":
+        from dro.io import atomic_write_json
+
+        atomic_write_json(args.metrics, {"skipped": f"dataset is {params.dataset}: the world models are not used"})
+        print(f"world gates skipped: dataset is {params.dataset}")
+        return
     if "world" not in params.models:
         raise StageInputError("models.world is missing: the world gates need the world model paths")
     models = params.models["world"]

@@ -10,6 +10,12 @@ from dataclasses import fields
 from pathlib import Path
 
 
+def _bool(text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() in ("true", "1", "yes")
+
+
 def main(argv: list[str] | None = None) -> int:
     from dexter.world.settings import WorldTrainSettings
 
@@ -21,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="checkpoints and intermediate state")
     train.add_argument("--phases", default="vae,clip,bert,sd", help="comma-separated subset of vae,clip,bert,sd")
     for f in fields(WorldTrainSettings):
-        train.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=None)
+        kind = _bool if isinstance(f.default, bool) else type(f.default)
+        train.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None)
     gates = sub.add_parser("gates", help="measure the quality gates of trained world models")
     gates.add_argument("--models", type=Path, default=Path("data/world"))
     gates.add_argument("--samples", type=int, default=200)

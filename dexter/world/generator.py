@@ -1,8 +1,10 @@
 """The world text-to-image model in the Stable Diffusion pipeline format, and its training.
 
 Design (FINDINGS.md): x0 ("sample") prediction, because epsilon prediction failed for few-step sampling
-from t=999; ``clip_sample=False`` (latents are not in [-1, 1]). The text encoder is the world CLIP's
-text tower, frozen: its token embeddings are what DEXTER splices its soft prompt into. Training
+from t=999; ``clip_sample=False`` (latents are not in [-1, 1]). The text encoder is a CLIPTextModel with
+the world CLIP's text-tower architecture and tokenizer, trained jointly with the UNet (FINDINGS: this
+works, and DEXTER's spliced token embeddings steer it); it can also be the CLIP's own tower, frozen
+(``text_encoder_from_clip``). Joint training lets the UNet start without waiting for the CLIP. Training
 timesteps are drawn mostly from the exact 4-step LCM schedule DEXTER samples with (999, 759, 499, 259),
 where the UNet's capacity matters; the rest uniformly, so other step counts still work.
 """
@@ -58,6 +60,15 @@ def build_unet(latent_size: int, cross_attention_dim: int, channels: tuple[int, 
     )
 
 
+def build_text_encoder(tokenizer, hidden: int = 64):
+    """A fresh CLIPTextModel with the world CLIP's text-tower architecture (for joint training)."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from dexter.world.clip import text_config
+
+    return CLIPTextModel(CLIPTextConfig(**text_config(tokenizer, hidden)))
+
+
 def text_encoder_from_clip(clip_model):
     """A standalone CLIPTextModel with the world CLIP's text tower weights (frozen)."""
     from transformers import CLIPTextModel
@@ -68,9 +79,10 @@ def text_encoder_from_clip(clip_model):
     return te.eval()
 
 
-@torch.no_grad()
 def encode_prompts(text_encoder, tokenizer, prompts: Sequence[str]) -> torch.Tensor:
-    """The pipeline's conditioning: last hidden states of prompts padded to model_max_length."""
+    """The pipeline's conditioning: last hidden states of prompts padded to model_max_length.
+
+    Differentiable when the encoder has trainable parameters (joint training)."""
     ids = tokenizer(
         list(prompts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
         return_tensors="pt",
@@ -108,6 +120,7 @@ def train_unet(
     sampling_steps: int = 4,
     seed: int = 0,
     start_step: int = 0,
+    train_text_encoder: bool = False,
     optimizer_state: dict | None = None,
     callback: Callable[[int, object, list[float]], None] | None = None,
     callback_every: int = 500,
@@ -121,8 +134,13 @@ def train_unet(
     """
     alphas = scheduler.alphas_cumprod
     grid = lcm_timesteps(scheduler, sampling_steps)
+    params = list(unet.parameters())
+    text_encoder.requires_grad_(train_text_encoder)
+    text_encoder.train(train_text_encoder)
+    if train_text_encoder:
+        params += list(text_encoder.parameters())
     unet.train()
-    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     if optimizer_state is not None:
         opt.load_state_dict(optimizer_state)
     losses: list[float] = []
@@ -134,7 +152,8 @@ def train_unet(
             group["lr"] = lr_at(step, lr)
         idx = torch.randint(0, len(samples), (batch_size,), generator=g)
         captions = [random_caption(cfg, samples[i], rng).text for i in idx.tolist()]
-        cond = encode_prompts(text_encoder, tokenizer, captions)
+        with torch.set_grad_enabled(train_text_encoder):
+            cond = encode_prompts(text_encoder, tokenizer, captions)
         x0 = latents[idx]
         t = sample_timesteps(batch_size, grid, lcm_share, len(alphas), g)
         noise = torch.randn(x0.shape, generator=g)
@@ -144,7 +163,7 @@ def train_unet(
         loss = F.mse_loss(pred, x0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         losses.append(float(loss.detach()))
         if log_every and (step + 1) % log_every == 0:
@@ -152,9 +171,13 @@ def train_unet(
                      lr_at(step, lr), time.time() - t0)
         if callback is not None and ((step + 1) % callback_every == 0 or step + 1 == steps):
             unet.eval()
+            text_encoder.eval()
             callback(step + 1, opt, losses)
             unet.train()
+            text_encoder.train(train_text_encoder)
     unet.eval()
+    text_encoder.eval()
+    text_encoder.requires_grad_(False)
     return losses
 
 

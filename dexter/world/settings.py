@@ -22,17 +22,19 @@ class WorldTrainSettings:
     vae_batch: int = 32
     vae_lr: float = 2e-3
     # CLIP
-    clip_steps: int = 1000
-    clip_batch: int = 128
-    clip_lr: float = 2e-3
+    clip_steps: int = 600
+    clip_batch: int = 64
+    clip_lr: float = 1e-3
+    clip_prompt_weight: float = 1.0
     # BERT
-    bert_steps: int = 1500
+    bert_steps: int = 500
     bert_batch: int = 64
     bert_lr: float = 2e-3
     # generator (UNet)
     unet_steps: int = 3000
     unet_batch: int = 128
     unet_lr: float = 1e-3
+    joint_text_encoder: bool = True  # train the generator's text encoder with the UNet (else: CLIP's, frozen)
     lcm_timestep_share: float = 0.75  # share of UNet training timesteps drawn from the 4-step LCM schedule
     sampling_steps: int = 4
     eval_every: int = 250  # UNet steps between faithfulness checks in the log (and checkpoints)

@@ -107,9 +107,11 @@ def _clip(out, work, settings, cfg, samples, images) -> bool:
         return False
     tok = build_clip_word_tokenizer(world_words(cfg), work / "clip_tokenizer")
     model = _seeded(lambda: build_clip(tok, image_size=settings.image_size), settings.seed, "clip-init")
+    val = world_samples(cfg, 200, VALIDATION_STREAM)
     losses = train_clip(
         model, tok, cfg, samples, images, settings.clip_steps, settings.clip_batch, settings.clip_lr,
-        seed=phase_seed(settings.seed, "clip"),
+        seed=phase_seed(settings.seed, "clip"), prompt_weight=settings.clip_prompt_weight,
+        monitor=(render_tensor(cfg, val), attribute_array(val)),
     )
     model.save_pretrained(path)
     build_processor(tok, settings.image_size).save_pretrained(path)
@@ -137,15 +139,13 @@ def _bert(out, work, settings, cfg, samples, images) -> bool:
 
 
 def _sd(out, work, settings, cfg, samples, images) -> bool:
-    from transformers import CLIPModel, CLIPTokenizer
-
-    from dexter.world.clip import zero_shot
+    from dexter.word_tokenizers import build_clip_word_tokenizer
+    from dexter.world.captions import full_caption
     from dexter.world.generator import (
         assemble_pipeline,
         build_scheduler,
+        build_text_encoder,
         build_unet,
-        sample_images,
-        text_encoder_from_clip,
         train_unet,
     )
     from dexter.world.vae import encode_latents
@@ -153,56 +153,77 @@ def _sd(out, work, settings, cfg, samples, images) -> bool:
     path = out / "sd"
     if _phase_done(path):
         return False
-    if not _phase_done(out / "clip"):
-        raise FileNotFoundError(f"{out / 'clip'}: the clip phase has not run")
-    clip = CLIPModel.from_pretrained(out / "clip").eval()
-    tok = CLIPTokenizer.from_pretrained(out / "clip")
-    text_encoder = text_encoder_from_clip(clip)
+    tok = build_clip_word_tokenizer(world_words(cfg), work / "clip_tokenizer")
     vae = _load_vae(work)
     latents = encode_latents(vae, images) * vae.config.scaling_factor
     scheduler = build_scheduler()
-    unet = _seeded(lambda: build_unet(latents.shape[-1], clip.config.text_config.hidden_size), settings.seed,
+    text_encoder = _seeded(lambda: build_text_encoder(tok), settings.seed, "text-encoder-init")
+    unet = _seeded(lambda: build_unet(latents.shape[-1], text_encoder.config.hidden_size), settings.seed,
                    "unet-init")
     ckpt_dir = work / "unet_ckpt"
     start, opt_state = 0, None
     if (ckpt_dir / "state.pt").exists():
         state = torch.load(ckpt_dir / "state.pt", weights_only=True)
+        if state["step"] > settings.unet_steps:
+            raise ValueError(f"{ckpt_dir}: checkpoint at step {state['step']} is past --unet-steps "
+                             f"{settings.unet_steps}; delete it to retrain")
         unet.load_state_dict(state["unet"])
+        text_encoder.load_state_dict(state["text_encoder"])
         start, opt_state = state["step"], state["optimizer"]
         log.info("resuming unet from step %d", start)
 
     held = world_samples(cfg, 96, VALIDATION_STREAM)
-    held_attrs = attribute_array(held)
-    from dexter.world.captions import full_caption
-
     prompts = [full_caption(cfg, s).text for s in held]
     history_path = work / "unet_progress.jsonl"
 
     def check(step: int, opt, losses) -> None:
-        imgs = sample_images(unet, vae, text_encoder, tok, scheduler, prompts, steps=settings.sampling_steps)
-        attrs = [("shape", cfg.shapes), ("color", cfg.colors), ("background", cfg.backgrounds)]
-        right = [zero_shot(clip, tok, imgs, words) == held_attrs[:, k] for k, (_, words) in enumerate(attrs)]
-        acc = {name: float(r.mean()) for (name, _), r in zip(attrs, right)}
-        both = float((right[0] & right[1] & right[2]).mean())
-        recent = sum(losses[-100:]) / max(1, len(losses[-100:]))
-        log.info("unet step %d faithfulness %s all=%.3f loss %.4f", step, acc, both, recent)
-        with history_path.open("a") as f:
-            f.write(json.dumps({"step": step, **acc, "all": both, "loss": recent, "time": time.time()}) + "\n")
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        torch.save({"unet": unet.state_dict(), "optimizer": opt.state_dict(), "step": step}, ckpt_dir / "tmp.pt")
+        state = {"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
+                 "optimizer": opt.state_dict(), "step": step}
+        torch.save(state, ckpt_dir / "tmp.pt")
         (ckpt_dir / "tmp.pt").replace(ckpt_dir / "state.pt")
+        if step % (4 * settings.eval_every) == 0:  # keep a few snapshots to pick from by their gates
+            torch.save(state, ckpt_dir / f"step{step}.pt")
+        recent = sum(losses[-100:]) / max(1, len(losses[-100:]))
+        record = {"step": step, "loss": recent, "time": time.time()}
+        record.update(_faithfulness_check(out, cfg, unet, vae, text_encoder, tok, scheduler, held, prompts,
+                                          settings.sampling_steps))
+        log.info("unet check %s", record)
+        with history_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
 
     if start < settings.unet_steps:
         train_unet(
             unet, text_encoder, tok, scheduler, cfg, samples, latents, settings.unet_steps, settings.unet_batch,
             settings.unet_lr, settings.lcm_timestep_share, settings.sampling_steps,
             seed=phase_seed(settings.seed, "unet"), start_step=start, optimizer_state=opt_state,
-            callback=check, callback_every=settings.eval_every,
+            train_text_encoder=settings.joint_text_encoder, callback=check, callback_every=settings.eval_every,
         )
+    # UNet and VAE weights are stored in fp16 to keep the committed folder small; diffusers loads them
+    # back as fp32 (the gates measure exactly these rounded weights). transformers models stay fp32:
+    # transformers would keep fp16 when no dtype is given.
+    unet.to(torch.float16)
+    vae.to(torch.float16)
     pipe = assemble_pipeline(unet, vae, text_encoder, tok, scheduler)
     pipe.save_pretrained(path)
     _mark_done(path, {"unet_steps": settings.unet_steps})
     return True
+
+
+def _faithfulness_check(out, cfg, unet, vae, text_encoder, tok, scheduler, held, prompts, steps) -> dict:
+    """In-training progress: world-CLIP recognition of images generated from validation captions.
+
+    Only logged (never steers training); skipped while the CLIP is not trained yet."""
+    from transformers import CLIPModel
+
+    from dexter.world.gates import faithfulness, recognise
+    from dexter.world.generator import sample_images
+
+    if not _phase_done(out / "clip"):
+        return {}
+    clip = CLIPModel.from_pretrained(out / "clip").eval()
+    imgs = sample_images(unet, vae, text_encoder, tok, scheduler, prompts, steps=steps)
+    return faithfulness(recognise(clip, tok, imgs, cfg), attribute_array(held))
 
 
 def _seeded(build, seed: int, name: str):
