@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     from stages.params import load_params
 
     params = load_params(args.params)
-    section, models = params.dexter, params.model_set
+    section, models = params.dexter_settings, params.model_set
     config = dexter_config(section)  # invalid settings fail here, before any model is read
     device = resolve_device(params.device)
 

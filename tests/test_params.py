@@ -63,6 +63,8 @@ CASES = [
     (_set("synthetic.models", "nope"), "synthetic.models names 'nope'"),
     (_drop("models.world.bert"), "models.world.bert: required key is missing"),
     (_set("celeba.spurious", "Blond_Hair"), "celeba: target and spurious must be different"),
+    (_set("synthetic.dexter.stepz", 5), "synthetic.dexter.stepz: unknown key"),
+    (_set("synthetic.dexter.steps", 0), "synthetic.dexter: steps: Input should be greater than or equal to 1"),
 ]
 
 
@@ -109,3 +111,14 @@ def test_a_stage_exits_nonzero_fast_with_the_one_line_message(raw: dict, tmp_pat
     assert "synthetic.correlation" in lines[0] and "Traceback" not in proc.stderr
     assert elapsed < 15, f"took {elapsed:.1f}s: the schema must be checked before heavy imports"
     assert not (tmp_path / "out").exists()  # nothing written before validation
+
+
+def test_dataset_dexter_overrides_apply_only_to_that_dataset(raw: dict) -> None:
+    edited = copy.deepcopy(raw)
+    edited["dexter"]["steps"] = 1000
+    edited["synthetic"]["dexter"] = {"steps": 120, "early_stop": 0}
+    synthetic = parse_params(edited)
+    assert (synthetic.dexter_settings.steps, synthetic.dexter_settings.early_stop) == (120, 0)
+    assert synthetic.dexter_settings.lr == synthetic.dexter.lr  # keys not overridden are inherited
+    edited["dataset"] = "waterbirds"
+    assert parse_params(edited).dexter_settings.steps == 1000

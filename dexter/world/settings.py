@@ -26,6 +26,7 @@ class WorldTrainSettings:
     clip_batch: int = 64
     clip_lr: float = 1e-3
     clip_prompt_weight: float = 1.0
+    clip_probe_weight: float = 1.0
     # BERT
     bert_steps: int = 500
     bert_batch: int = 64

@@ -15,7 +15,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from stages.params.base import Section
 from stages.params.data import CelebASection, ModelSet, SyntheticSection, TrainSettings, WaterbirdsSection
-from stages.params.dexter import DexterSection
+from stages.params.dexter import DexterSection, merged_dexter
 from stages.params.dro import DroSection, LabellingSection
 from stages.params.reasoning import ReasoningSection
 from stages.params.world import WorldSection
@@ -45,7 +45,16 @@ class Params(Section):
             raise ValueError(f"{self.dataset}.models names {wanted!r}, but models has only {sorted(self.models)}")
         if not self.seeds:
             raise ValueError("seeds must name at least one seed")
+        try:
+            self.dexter_settings  # noqa: B018  (validate the merged section now, not in a stage)
+        except ValidationError as e:
+            raise ValueError(f"{self.dataset}.dexter: {_first_error(e)}") from None
         return self
+
+    @property
+    def dexter_settings(self) -> DexterSection:
+        """The ``dexter`` section with the chosen dataset's overrides applied: what DEXTER runs with."""
+        return merged_dexter(self.dexter, self.dataset_section.dexter)
 
     @property
     def dataset_section(self) -> SyntheticSection | WaterbirdsSection | CelebASection:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from stages.params.base import Section
+from stages.params.dexter import DexterOverrides
 
 
 class TrainSettings(Section):
@@ -36,6 +37,7 @@ class SyntheticSection(Section):
     seed: int = 0
     models: str = "world"
     train: TrainSettings = TrainSettings()
+    dexter: DexterOverrides | None = None  # this dataset's overrides of the global dexter section
 
 
 class WaterbirdsSection(Section):
@@ -46,6 +48,7 @@ class WaterbirdsSection(Section):
         arch="resnet50", pretrained=True, image_size=224, lr=1e-5, weight_decay=1.0,
         optimizer="sgd", epochs=300, num_workers=2,
     )
+    dexter: DexterOverrides | None = None
 
 
 class CelebASection(Section):
@@ -58,6 +61,7 @@ class CelebASection(Section):
         arch="resnet50", pretrained=True, image_size=224, lr=1e-5, weight_decay=0.1,
         optimizer="sgd", epochs=50, num_workers=2,
     )
+    dexter: DexterOverrides | None = None
 
     @model_validator(mode="after")
     def _distinct(self) -> CelebASection:

@@ -41,3 +41,23 @@ class DexterSection(Section):
         if self.classes is not None and len(set(self.classes)) != len(self.classes):
             raise ValueError("classes has duplicates")
         return self
+
+
+def _overrides_model() -> type[Section]:
+    """The same keys as DexterSection, all optional: a dataset's overrides of the global ``dexter`` section."""
+    from typing import Any, Optional
+
+    from pydantic import create_model
+
+    fields: dict[str, Any] = {name: (Optional[f.annotation], None) for name, f in DexterSection.model_fields.items()}
+    return create_model("DexterOverrides", __base__=Section, **fields)
+
+
+DexterOverrides = _overrides_model()
+
+
+def merged_dexter(base: DexterSection, overrides: Section | None) -> DexterSection:
+    """``base`` with the keys ``overrides`` sets; the result is validated like the section itself."""
+    if overrides is None:
+        return base
+    return DexterSection.model_validate({**base.model_dump(), **overrides.model_dump(exclude_none=True)})
