@@ -22,11 +22,12 @@ class WorldTrainSettings:
     vae_batch: int = 32
     vae_lr: float = 2e-3
     # CLIP
-    clip_steps: int = 600
+    clip_steps: int = 300
     clip_batch: int = 64
     clip_lr: float = 1e-3
     clip_prompt_weight: float = 1.0
     clip_probe_weight: float = 1.0
+    clip_vision_warm_steps: int = 300  # supervised warm start of the vision tower (see clip.train_clip)
     # BERT
     bert_steps: int = 500
     bert_batch: int = 64

@@ -112,6 +112,7 @@ def _clip(out, work, settings, cfg, samples, images) -> bool:
         model, tok, cfg, samples, images, settings.clip_steps, settings.clip_batch, settings.clip_lr,
         seed=phase_seed(settings.seed, "clip"), prompt_weight=settings.clip_prompt_weight,
         probe_weight=settings.clip_probe_weight,
+        pretrain_steps=settings.clip_vision_warm_steps,
         monitor=(render_tensor(cfg, val), attribute_array(val)),
     )
     model.save_pretrained(path)
