@@ -33,7 +33,7 @@ class WorldTrainSettings:
     bert_batch: int = 64
     bert_lr: float = 2e-3
     # generator (UNet)
-    unet_steps: int = 3000
+    unet_steps: int = 2000
     unet_batch: int = 128
     unet_lr: float = 1e-3
     joint_text_encoder: bool = True  # train the generator's text encoder with the UNet (else: CLIP's, frozen)
