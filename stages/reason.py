@@ -74,6 +74,19 @@ def stamp_for(class_dir: Path, reasoning_params: dict) -> str:
 
     h = hashlib.sha256(load_class_inputs(class_dir).fingerprint().encode())
     h.update(json.dumps(reasoning_params, sort_keys=True).encode())
+    h.update(_code_fingerprint().encode())  # new reasoning code must not be answered from an old stamp
+    return h.hexdigest()
+
+
+def _code_fingerprint() -> str:
+    """Hash of the reasoning package's files (code, prompts, phrase banks)."""
+    import dexter.reasoning
+
+    root = Path(dexter.reasoning.__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
     return h.hexdigest()
 
 

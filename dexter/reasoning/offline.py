@@ -194,9 +194,18 @@ class OfflineBackend:
     def attributes(self, evidence: Evidence, report: str) -> tuple[list[str], str]:
         f = self._evidence(evidence)
         name = evidence.class_name
-        phrases = finalize_attributes([k.keyword for k in f.keywords] + [s.word for s in f.over], name,
-                                      self.max_attributes)
+        # An attribute should be something the classifier was shown to respond to (a DEXTER keyword) that the
+        # frames really show (corroborated). Caption words alone are weaker evidence: frames inherit their
+        # prompt's words, so a word can be frequent in them without the classifier caring; they are used
+        # only when no keyword is corroborated.
+        phrases = finalize_attributes(f.corroborated, name, self.max_attributes)
         parts = [f"{OFFLINE_NOTICE}."]
+        if not phrases:
+            phrases = finalize_attributes([k.keyword for k in f.keywords] + [s.word for s in f.over], name,
+                                          self.max_attributes)
+            if phrases:
+                parts.append("No keyword is corroborated by the captions: these are the remaining keywords and "
+                             "the over-represented caption words.")
         if not phrases:
             # Nothing passed the tests. The labelling stage needs some text per class, so offer the words the
             # frames show more often than chance (lift > 1) or, failing that, the contradicted keywords, and
