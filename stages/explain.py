@@ -1,9 +1,10 @@
-"""Stage ``explain``: DEXTER on the audited classifier, every class in one batch -> ``outputs/dexter/``.
+"""Stage ``explain``: DEXTER on the audited classifier -> ``outputs/dexter/``.
 
-Reads params.yaml (``dexter`` section, the dataset's model set, ``device``), the ERM classifier in
-``outputs/erm`` (``dro.models.load_classifier``), and writes one folder per class
-(``<index:03d>_<name>/keywords.json`` + runs, see ``dexter.outputs``) and ``metrics/dexter.json``.
-All classes are optimised together, one batched step at a time. A class whose keywords.json exists is skipped, so a rerun after a
+Reads params.yaml (``dexter`` section with the dataset's overrides, the dataset's model set, ``device``),
+the ERM classifier in ``outputs/erm`` (``dro.models.load_classifier``), and writes one folder per class
+(``<index:03d>_<name>/keywords.json`` + runs, see ``dexter.outputs``) and a metrics JSON. dvc.yaml runs
+it once per class (``--class-index c``) so DVC caches each class; given several classes it optimises them
+together, one batched step at a time. A class whose keywords.json exists is skipped, so a rerun after a
 kill repeats at most the runs that were in flight.
 """
 
@@ -15,9 +16,9 @@ import time
 from pathlib import Path
 
 from stages.common import METRICS_DIR, OUTPUTS_DIR, StageInputError, resolve_device, stage_main
+from stages.dro_common import ERM_DIR
 
 DEXTER_DIR = OUTPUTS_DIR / "dexter"
-ERM_DIR = OUTPUTS_DIR / "erm"
 
 
 def dexter_config(section):
