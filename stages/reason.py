@@ -13,6 +13,7 @@ from the on-disk cache. The API key is read from the environment variable named 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import shutil
@@ -78,6 +79,7 @@ def stamp_for(class_dir: Path, reasoning_params: dict) -> str:
     return h.hexdigest()
 
 
+@functools.cache
 def _code_fingerprint() -> str:
     """Hash of the reasoning package's files (code, prompts, phrase banks)."""
     import dexter.reasoning
