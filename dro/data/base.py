@@ -158,6 +158,30 @@ def resolve_inside(root: Path, relative: str) -> Path:
     return candidate
 
 
+def find_dataset_dir(root: Path, subfolder: str, markers: Sequence[str]) -> Path | None:
+    """``root`` or ``root/subfolder``, whichever holds one of the ``markers`` files; None if neither.
+
+    Users point a dataset's root either at the extracted folder itself or at its parent."""
+    root = Path(root)
+    for candidate in (root, root / subfolder):
+        if any((candidate / m).is_file() for m in markers):
+            return candidate
+    return None
+
+
+def dataset_dir(root: Path, subfolder: str, markers: Sequence[str], dataset: str, where_to_put: str) -> Path:
+    """Like :func:`find_dataset_dir` but raises a :class:`DatasetError` that says where the files go."""
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"{dataset}: folder {root} does not exist; {where_to_put}")
+    found = find_dataset_dir(root, subfolder, markers)
+    if found is None:
+        raise DatasetError(
+            f"{dataset}: no {' or '.join(markers)} in {root} or {root / subfolder}; {where_to_put}"
+        )
+    return found
+
+
 # ---------------------------------------------------------------------------------------------
 # The normalised index written by the prepare stage
 # ---------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from dro.data.base import DatasetError, DatasetInfo, Record
+from dro.data.base import DatasetError, DatasetInfo, Record, dataset_dir, find_dataset_dir
 from dro.data.waterbirds import check_files_exist
 
 IMAGES = "img_align_celeba"
@@ -48,24 +48,12 @@ def where_to_put(root: Path) -> str:
 
 def find_celeba_dir(root: Path) -> Path | None:
     """The folder holding the attribute file: ``root`` or ``root/celeba``; None if neither."""
-    root = Path(root)
-    for candidate in (root, root / "celeba"):
-        if (candidate / ATTR_TXT).is_file() or (candidate / ATTR_CSV).is_file():
-            return candidate
-    return None
+    return find_dataset_dir(root, "celeba", (ATTR_TXT, ATTR_CSV))
 
 
 def celeba_dir(root: Path) -> Path:
     """Like :func:`find_celeba_dir` but raises a :class:`DatasetError` that says where the files go."""
-    root = Path(root)
-    if not root.exists():
-        raise DatasetError(f"CelebA: folder {root} does not exist; {where_to_put(root)}")
-    found = find_celeba_dir(root)
-    if found is None:
-        raise DatasetError(
-            f"CelebA: no {ATTR_TXT} or {ATTR_CSV} in {root} or {root / 'celeba'}; {where_to_put(root)}"
-        )
-    return found
+    return dataset_dir(root, "celeba", (ATTR_TXT, ATTR_CSV), "CelebA", where_to_put(root))
 
 
 def load_celeba(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from dro.data.base import DatasetError, DatasetInfo, Record, resolve_inside
+from dro.data.base import DatasetError, DatasetInfo, Record, dataset_dir, find_dataset_dir, resolve_inside
 
 FOLDER = "waterbird_complete95_forest2water2"
 METADATA = "metadata.csv"
@@ -41,24 +41,12 @@ def where_to_put(root: Path) -> str:
 
 def find_waterbirds_dir(root: Path) -> Path | None:
     """The dataset folder: ``root`` itself if it holds ``metadata.csv``, else ``root/<FOLDER>``; None if neither."""
-    root = Path(root)
-    for candidate in (root, root / FOLDER):
-        if (candidate / METADATA).is_file():
-            return candidate
-    return None
+    return find_dataset_dir(root, FOLDER, (METADATA,))
 
 
 def waterbirds_dir(root: Path) -> Path:
     """Like :func:`find_waterbirds_dir` but raises a :class:`DatasetError` that says where the files go."""
-    root = Path(root)
-    if not root.exists():
-        raise DatasetError(f"Waterbirds: folder {root} does not exist; {where_to_put(root)}")
-    found = find_waterbirds_dir(root)
-    if found is None:
-        raise DatasetError(
-            f"Waterbirds: no {METADATA} in {root} or {root / FOLDER}; {where_to_put(root)}"
-        )
-    return found
+    return dataset_dir(root, FOLDER, (METADATA,), "Waterbirds", where_to_put(root))
 
 
 def load_waterbirds(root: Path) -> tuple[DatasetInfo, list[Record]]:
