@@ -8,7 +8,9 @@ code 2, never a traceback; real bugs still raise.
 from __future__ import annotations
 
 import functools
+import json
 import os
+import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -72,3 +74,26 @@ def compute_dtype(device):
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
+
+
+def stage_session(marker: Path) -> str:
+    """An id of this invocation of a stage, kept in ``marker`` until :func:`end_stage_session`.
+
+    A stage killed (or stopped by an error) leaves the marker, so its rerun gets the same id and may reuse
+    the runs that invocation finished; a stage that completed removed it, so the next invocation (a
+    changed dependency, ``dvc repro -f``) gets a new id and does the work again. Unfinished checkpoints of
+    the same fingerprint resume in either case (``dro.train.train``).
+    """
+    from dro.io import atomic_write_json
+
+    try:
+        return str(json.loads(Path(marker).read_text())["session"])
+    except (OSError, ValueError, KeyError, TypeError):
+        session = secrets.token_hex(8)
+        atomic_write_json(marker, {"session": session})
+        return session
+
+
+def end_stage_session(marker: Path) -> None:
+    """The stage completed: its next invocation starts a new session."""
+    Path(marker).unlink(missing_ok=True)
