@@ -25,18 +25,23 @@ class StageInputError(RuntimeError):
     """Bad input detected by a stage itself (not by the params schema or a dataset loader)."""
 
 
+# Exception types that mean "your input is wrong", by the module that defines each. They are looked up in
+# sys.modules when an error is being reported, never imported: an exception of a type whose module was
+# never loaded cannot have been raised, and importing dro.data (torch, PIL) just to report a params error
+# cost up to a minute on a loaded machine.
+_USER_ERRORS = (
+    ("stages.params", "ParamsError"),
+    ("dro.data.base", "DatasetError"),
+    ("dexter.errors", "DexterInputError"),  # the explanation core's own input errors
+)
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean 'your input is wrong', collected lazily to keep start-up fast."""
-    from dro.data.base import DatasetError
-    from stages.params import ParamsError
-
-    errors: list[type[BaseException]] = [ParamsError, DatasetError, StageInputError, FileNotFoundError]
-    try:
-        from dexter.errors import DexterInputError  # the explanation core's own input errors
-
-        errors.append(DexterInputError)
-    except ImportError:
-        pass
+    """Exception types that mean 'your input is wrong' (of the modules loaded so far)."""
+    errors: list[type[BaseException]] = [StageInputError, FileNotFoundError]
+    for module, name in _USER_ERRORS:
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
     return tuple(errors)
 
 
