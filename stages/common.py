@@ -54,10 +54,26 @@ def stage_main(fn: Callable[[], None]) -> Callable[[], None]:
         try:
             fn()
         except user_errors() as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {one_line(e)}", file=sys.stderr)
             sys.exit(2)
 
     return wrapper
+
+
+def one_line(e: BaseException) -> str:
+    """The error's own message, also when a DataLoader worker raised it.
+
+    torch re-raises a worker's exception as the same type whose message is the worker's whole traceback
+    ("Caught DatasetError in DataLoader worker process 0. Original Traceback ..."); its last line is
+    ``module.Type: message``, the message the user needs.
+    """
+    text = str(e)
+    if "Original Traceback" in text and "DataLoader worker" in text:
+        last = text.rstrip().splitlines()[-1]
+        module = type(e).__module__
+        prefix = f"{'' if module == 'builtins' else module + '.'}{type(e).__qualname__}: "
+        text = last[len(prefix):] if last.startswith(prefix) else last
+    return text
 
 
 def resolve_device(spec: str):
