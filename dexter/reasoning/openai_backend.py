@@ -8,7 +8,9 @@ or written; error messages are scrubbed of it in case a server echoes it back.
 Production behaviour comes mostly from the ``openai`` client itself: its timeout, and its retries
 with exponential backoff on 408/409/429/5xx and dropped connections (``max_retries``). On top of that:
 bounded concurrency for captions, an answer cache (:mod:`dexter.reasoning.cache`), a retry when an
-endpoint answers with no choices or empty content, and JSON repair for the attributes.
+endpoint answers with no choices or empty content, JSON repair for the attributes, and a sanity check
+with a retry for captions (:func:`dexter.reasoning.schema.check_caption`): a caption that still fails is
+dropped and counted, and no answer that failed its check is ever cached.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ from dexter.reasoning.backend import REPORT_SECTIONS, Evidence
 from dexter.reasoning.cache import ResponseCache, cache_key
 from dexter.reasoning.errors import ReasoningError
 from dexter.reasoning.prompt_files import load_prompts
-from dexter.reasoning.schema import AttributeProposal, finalize_attributes
+from dexter.reasoning.schema import AttributeProposal, check_caption, finalize_attributes
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +102,18 @@ class ChatClient:
             params["response_format"] = {"type": "json_object"}
         return params
 
-    def complete(self, model: str, messages: list[dict], *, json_mode: bool = False) -> str:
-        """The first choice's text, from the cache when this exact request was answered before."""
+    def complete(self, model: str, messages: list[dict], *, json_mode: bool = False,
+                 cacheable: Callable[[str], bool] | None = None) -> str:
+        """The first choice's text, from the cache when this exact request was answered before.
+
+        ``cacheable``: an answer it rejects is returned (the caller asks for a repair) but not cached, and
+        such an answer found in the cache (cached before the check existed) is dropped and asked again.
+        """
         key = self.key(model, messages, json_mode)
         hit = self.cache.get(key)
+        if hit is not None and cacheable is not None and not cacheable(hit):
+            self.cache.delete(key)
+            hit = None
         if hit is not None:
             with self._count_lock:
                 self.cache_hits += 1
@@ -115,7 +125,8 @@ class ChatClient:
             choices = getattr(response, "choices", None) or []
             text = (choices[0].message.content or "").strip() if choices and choices[0].message else ""
             if text:
-                self.cache.set(key, text)
+                if cacheable is None or cacheable(text):
+                    self.cache.set(key, text)
                 return text
             log.warning("%s: model %r returned no answer (attempt %d); retrying", self.endpoint, model, attempt + 1)
         raise ReasoningError(
@@ -187,6 +198,7 @@ class OpenAIBackend:
         json_mode: bool = True,
         json_retries: int = 2,
         max_attributes: int = 8,
+        caption_retries: int = 1,
     ) -> None:
         if concurrency < 1:
             raise ReasoningError(f"concurrency must be at least 1, got {concurrency}")
@@ -195,6 +207,7 @@ class OpenAIBackend:
         self.concurrency = concurrency
         self.json_mode = json_mode
         self.json_retries = json_retries
+        self.caption_retries = caption_retries
         self.max_attributes = max_attributes
         sampling = {"temperature": temperature, "top_p": top_p, "frequency_penalty": 0.0, "presence_penalty": 0.0}
         self.chat = ChatClient(
@@ -204,7 +217,7 @@ class OpenAIBackend:
         self.written_by = f"language models at {self.chat.endpoint}: captions by {vlm}, report and attributes by {llm}"
 
     # -- captions -----------------------------------------------------------------------------
-    def caption(self, class_name: str, images: Sequence[Path]) -> list[str]:
+    def caption(self, class_name: str, images: Sequence[Path]) -> list[str | None]:
         if not images:
             return []
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(images))) as pool:
@@ -217,7 +230,9 @@ class OpenAIBackend:
                     raise f.exception()
             return [f.result() for f in futures]
 
-    def _caption_one(self, class_name: str, path: Path) -> str:
+    def _caption_one(self, class_name: str, path: Path) -> str | None:
+        """The frame's caption after :func:`check_caption`, asking again with the problem named up to
+        ``caption_retries`` times; None (the frame is dropped) if no answer passes."""
         messages = [
             {"role": "system", "content": self.prompts["caption"]},
             {
@@ -228,7 +243,27 @@ class OpenAIBackend:
                 ],
             },
         ]
-        return " ".join(self.chat.complete(self.vlm, messages).split()).strip("\"' ")
+        first_key = self.chat.key(self.vlm, messages, False)
+        error = ""
+        for attempt in range(self.caption_retries + 1):
+            text = self.chat.complete(self.vlm, messages, cacheable=_is_caption)
+            try:
+                caption = check_caption(text)
+            except ValueError as e:
+                error = str(e)
+                log.warning("caption of %s: not a caption (%s): %.80r; asking again", path.name, error, text)
+                messages = messages + [
+                    {"role": "assistant", "content": text},
+                    {"role": "user", "content": f"That reply is not usable: {error}. Reply with ONE plain factual "
+                     "sentence describing the image, and nothing else."},
+                ]
+                continue
+            if attempt:  # a rerun asks the first question again: answer it with the repaired caption
+                self.chat.cache.set(first_key, caption)
+            return caption
+        log.warning("caption of %s dropped: %d answers were not a caption (last problem: %s)", path,
+                    self.caption_retries + 1, error)
+        return None
 
     # -- report ---------------------------------------------------------------------------------
     def report(self, evidence: Evidence) -> str:
@@ -282,6 +317,14 @@ class OpenAIBackend:
 
     def close(self) -> None:
         self.chat.close()
+
+
+def _is_caption(text: str) -> bool:
+    try:
+        check_caption(text)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_attributes(text: str, class_name: str, limit: int | None = None) -> AttributeProposal:

@@ -32,6 +32,7 @@ Biased: the classifier relies on water.
 """
 ATTRIBUTES_JSON = '{"attributes": ["Water", "blue waves", "circle"], "rationale": "Water dominates every image."}'
 CAPTION = "A red circle floating on blue water with small waves."
+MALFORMED = 'Sure! Here it is: {"attributes": ["water", "rationale": '  # the "malformed" fault's answer
 
 
 def request_kind(body: dict) -> str:
@@ -109,7 +110,7 @@ class FakeChatServer:
                     return self._json(200, _completion(body, None))
                 content = server.answers[kind]
                 if fault == "malformed":
-                    content = 'Sure! Here it is: {"attributes": ["water", "rationale": '
+                    content = MALFORMED
                 if fault == "not_a_list":
                     content = '{"attributes": "water", "rationale": "x"}'
                 self._json(200, _completion(body, content))
