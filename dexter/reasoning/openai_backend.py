@@ -38,6 +38,11 @@ from dexter.reasoning.schema import AttributeProposal, check_caption, finalize_a
 log = logging.getLogger(__name__)
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# A request that gets no answer fails after at most (max_retries + 1) * timeout_s plus the client's backoff
+# between attempts (0.5 s, 1 s, 2 s ..., at most 8 s each): 3 x 40 s + 1.5 s, about 2 minutes, by default.
+# The openai client's own defaults (10 minutes, 2 retries) would hang a stage for half an hour per request.
+DEFAULT_TIMEOUT_S = 40.0
+DEFAULT_MAX_RETRIES = 2
 _LOCAL_PLACEHOLDER_KEY = "not-needed"
 
 
@@ -148,20 +153,30 @@ class ChatClient:
                 f"{self.endpoint} rejected the API key read from ${self._api_key_env} "
                 f"(HTTP {e.status_code}: {self._detail(e)})"
             ) from None
-        except oa.APITimeoutError:
+        except oa.APITimeoutError as e:
             raise ReasoningError(
                 f"{self.endpoint}: model {model!r} did not answer within {self._timeout_s:g} s "
-                f"({self._max_retries} retries); raise reasoning.timeout_s or check the server"
+                f"({self._attempts(e)}); raise reasoning.timeout_s or check the server"
             ) from None
         except oa.APIConnectionError as e:
             raise ReasoningError(
-                f"cannot reach {self.endpoint} ({self._max_retries} retries): {self._scrub(str(e.__cause__ or e))}"
+                f"cannot reach {self.endpoint} ({self._attempts(e)}): {self._scrub(str(e.__cause__ or e))}"
             ) from None
-        except oa.APIStatusError as e:  # 400, 422, or 429/5xx still failing after the client's retries
+        except oa.APIStatusError as e:  # 400, 422 (never retried), or 429/5xx still failing after the retries
             raise ReasoningError(
                 f"{self.endpoint}: request for model {model!r} failed with HTTP {e.status_code} "
-                f"after {self._max_retries} retries: {self._detail(e)}"
+                f"after {self._attempts(e)}: {self._detail(e)}"
             ) from None
+
+    def _attempts(self, e: Exception) -> str:
+        """How many requests were really sent ("1 attempt", "6 attempts"): the client retries only some
+        failures (timeouts, dropped connections, 408/409/429/5xx), and says which retry each request was
+        in its ``x-stainless-retry-count`` header."""
+        try:
+            n = int(e.request.headers["x-stainless-retry-count"]) + 1
+        except (AttributeError, KeyError, TypeError, ValueError, RuntimeError):  # no request or no header
+            return f"up to {self._max_retries + 1} attempts"
+        return f"{n} attempt{'s' if n != 1 else ''}"
 
     def _detail(self, e: Exception) -> str:
         body = getattr(e, "body", None)
@@ -190,8 +205,8 @@ class OpenAIBackend:
         api_key_env: str = "OPENAI_API_KEY",
         temperature: float = 0.2,
         top_p: float = 1.0,
-        timeout_s: float = 60.0,
-        max_retries: int = 5,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_retries: int = DEFAULT_MAX_RETRIES,
         concurrency: int = 4,
         cache_dir: str | Path | None = None,
         prompts: dict[str, str | Path | None] | None = None,

@@ -1,7 +1,7 @@
 """Test doubles for the reasoning tests: a real chat-completions HTTP server and fabricated DEXTER outputs.
 
 The server is a stdlib ``ThreadingHTTPServer`` on 127.0.0.1 (port 0) speaking enough of the OpenAI
-chat-completions protocol for the real ``openai`` client: faults (429, 500, slow answers, dropped
+chat-completions protocol for the real ``openai`` client: faults (400, 429, 500, slow answers, dropped
 connections, empty choices, malformed JSON, 404 model_not_found, 401) are queued per request kind
 and consumed one request at a time, so each test says exactly what goes wrong and when.
 """
@@ -92,6 +92,9 @@ class FakeChatServer:
                 if fault == "429":
                     return self._json(429, {"error": {"message": "Rate limit reached", "type": "rate_limit"}},
                                       {"retry-after-ms": "10"})
+                if fault == "400":
+                    return self._json(400, {"error": {"message": "Invalid value for 'temperature'",
+                                                      "type": "invalid_request_error"}})
                 if fault == "500":
                     return self._json(500, {"error": {"message": "internal error"}}, {"retry-after-ms": "10"})
                 if fault == "drop":

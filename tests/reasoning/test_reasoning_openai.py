@@ -158,7 +158,7 @@ def test_transient_faults_are_retried(server, key_env, class_dir, tmp_path, faul
 def test_persistent_rate_limit_is_reported_clearly(server, key_env, class_dir, tmp_path):
     server.fail("caption", *["429"] * 50)
     b = backend(server, tmp_path, max_retries=2, concurrency=1)
-    with pytest.raises(ReasoningError, match=r"HTTP 429 after 2 retries.*Rate limit"):
+    with pytest.raises(ReasoningError, match=r"HTTP 429 after 3 attempts.*Rate limit"):
         reason_about_class(class_dir, tmp_path / "out", b)
     b.close()
     assert not (tmp_path / "out" / "attributes.json").exists()
@@ -166,10 +166,34 @@ def test_persistent_rate_limit_is_reported_clearly(server, key_env, class_dir, t
 
 def test_timeout_is_reported_clearly(server, key_env, class_dir, tmp_path):
     server.fail("caption", *["slow"] * 10)
-    b = backend(server, tmp_path, max_retries=0, concurrency=1, timeout_s=0.2)
-    with pytest.raises(ReasoningError, match=r"test-vlm.*did not answer within 0.2 s"):
+    b = backend(server, tmp_path, max_retries=1, concurrency=1, timeout_s=0.2)
+    with pytest.raises(ReasoningError, match=r"test-vlm.*did not answer within 0.2 s \(2 attempts\)"):
         reason_about_class(class_dir, tmp_path / "out", b)
     b.close()
+
+
+def test_bad_request_says_it_was_sent_once(server, key_env, class_dir, tmp_path):
+    """A 400 is never retried: the error must not claim retries that did not happen."""
+    server.fail("caption", "400")
+    b = backend(server, tmp_path, max_retries=5, concurrency=1)
+    with pytest.raises(ReasoningError, match=r"HTTP 400 after 1 attempt: Invalid value") as info:
+        reason_about_class(class_dir, tmp_path / "out", b)
+    b.close()
+    assert "retries" not in str(info.value)
+
+
+def test_default_timeout_and_retries_bound_a_hung_request_to_about_two_minutes():
+    import inspect
+
+    from dexter.reasoning.openai_backend import OpenAIBackend
+    from stages.params.reasoning import ReasoningSection
+
+    section = ReasoningSection()
+    backoff = sum(min(0.5 * 2**k, 8.0) for k in range(section.max_retries))  # the openai client's schedule
+    assert (section.max_retries + 1) * section.timeout_s + backoff <= 125
+    defaults = inspect.signature(OpenAIBackend).parameters  # the library's defaults are the same
+    assert (defaults["timeout_s"].default, defaults["max_retries"].default) == (section.timeout_s,
+                                                                               section.max_retries)
 
 
 def test_empty_choices_are_retried_then_reported(server, key_env, class_dir, tmp_path):
