@@ -17,14 +17,21 @@ Layout under an output folder::
 
 A class whose ``keywords.json`` exists is finished and skipped on a rerun; completed runs of an unfinished
 class (``result.json`` present) are reused, so a crash repeats at most one run.
+
+Reuse is only sound for runs made by the same settings, models and code. A caller that reruns under a
+tool which deletes its outputs first (the DVC stage) computes in a work folder stamped with a fingerprint
+of all that (:func:`open_work_dir`: a folder of another fingerprint is emptied) and moves the finished
+classes to the output folder at the end (:func:`publish_work_dir`).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -111,15 +118,80 @@ def write_keywords(out_dir: str | Path, class_index: int, class_name: str, mode:
     return path
 
 
+WORK_STAMP = "fingerprint.json"
+
+
+def tree_signature(path: str | Path, contents: bool = False) -> str:
+    """Hash of a file or folder: every file's relative path with its size and modification time, or
+    (``contents=True``) its bytes."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(path).as_posix().encode() if path.is_dir() else f.name.encode())
+        if contents:
+            with open(f, "rb") as handle:
+                h.update(hashlib.file_digest(handle, "sha256").digest())
+        else:
+            st = f.stat()
+            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def open_work_dir(work_dir: str | Path, fingerprint: str) -> dict[str, int]:
+    """Make ``work_dir`` hold only runs made under ``fingerprint``; returns ``{class folder: finished runs}``
+    of what is kept (empty for a new or discarded folder).
+
+    A folder stamped with another fingerprint (or none: a folder whose stamp was never written) holds runs
+    of other settings, models or code, and reusing them would mix two experiments: it is emptied.
+    """
+    work_dir = Path(work_dir)
+    stamp = work_dir / WORK_STAMP
+    if work_dir.exists():
+        try:
+            same = json.loads(stamp.read_text())["fingerprint"] == fingerprint
+        except (OSError, ValueError, KeyError, TypeError):
+            same = False
+        if not same:
+            shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(stamp, {"fingerprint": fingerprint})
+    kept = {d.name: len(completed_runs(d)) for d in sorted(work_dir.iterdir()) if d.is_dir()}
+    return {name: n for name, n in kept.items() if n}
+
+
+def publish_work_dir(work_dir: str | Path, out_dir: str | Path, done: dict[int, Path]) -> dict[int, Path]:
+    """Move the finished classes ``done`` (``{class_index: keywords.json}`` under ``work_dir``) into
+    ``out_dir``, replacing folders of the same name, and remove ``work_dir``; returns the new paths.
+
+    A crash between two moves leaves the unmoved classes finished in ``work_dir``: the rerun reuses them.
+    """
+    work_dir, out_dir = Path(work_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    moved = {}
+    for c, path in sorted(done.items()):
+        dest = out_dir / path.parent.name
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.move(path.parent, dest)  # a rename when both folders are on one file system
+        moved[c] = dest / path.name
+    shutil.rmtree(work_dir)
+    return moved
+
+
 __all__ = [
     "LOSS_COLUMNS",
+    "WORK_STAMP",
     "class_dir",
     "completed_runs",
     "frame_name",
     "keywords_path",
+    "open_work_dir",
+    "publish_work_dir",
     "run_dir",
     "safe_name",
     "save_frame",
+    "tree_signature",
     "write_keywords",
     "write_losses",
     "write_run",

@@ -79,13 +79,15 @@ def true_groups_or_fail(ds: GroupImageDataset, what: str) -> np.ndarray:
 
 def train_erm_classifier(datasets: dict[str, GroupImageDataset], spec: ModelSpec, cfg: TrainConfig,
                          ckpt_dir: Path, out_dir: Path, device: torch.device,
-                         log: Callable[[str], None] = print) -> tuple[Classifier, TrainResult]:
-    """ERM, selected on plain validation accuracy (no groups: the model a user would bring)."""
+                         log: Callable[[str], None] = print, session: str | None = None,
+                         ) -> tuple[Classifier, TrainResult]:
+    """ERM, selected on plain validation accuracy (no groups: the model a user would bring).
+    ``session``: see :func:`dro.train.train` (when a finished checkpoint is reused)."""
     info = datasets["train"].info
     torch.manual_seed(cfg.seed)
     model = build_classifier(spec.arch, info.class_names, spec.image_size, pretrained=spec.pretrained)
     result = train(model, _split(datasets["train"], spec, None, 0), _split(datasets["val"], spec, None, 0),
-                   replace(cfg, method="erm"), ckpt_dir, device=device, log=log)
+                   replace(cfg, method="erm"), ckpt_dir, device=device, log=log, session=session)
     save_classifier(model, out_dir)
     atomic_write_json(out_dir / "train.json", {"best_epoch": result.best_epoch, "selection": result.selection,
                                                "best_val_acc": result.best_score, "history": result.history})
@@ -219,8 +221,10 @@ def retrain(
     convention: Convention,
     device: torch.device,
     log: Callable[[str], None] = print,
+    session: str | None = None,
 ) -> MethodRun:
-    """Train one method for one seed (full model or last layer) and evaluate it on TEST true groups."""
+    """Train one method for one seed (full model or last layer) and evaluate it on TEST true groups.
+    ``session``: see :func:`dro.train.train` (when a finished checkpoint is reused)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {list(METHODS)}")
     loss, visible = METHODS[method]
@@ -240,7 +244,7 @@ def retrain(
         torch.manual_seed(cfg.seed)
         model = build_classifier(spec.arch, info.class_names, spec.image_size, pretrained=spec.pretrained)
         result = train(model, _split(datasets["train"], spec, tg, ng), _split(datasets["val"], spec, vg, ng),
-                       cfg, ckpt_dir, device=device, log=log)
+                       cfg, ckpt_dir, device=device, log=log, session=session)
         pred = predict(model, image_source(test, spec.image_size, spec.num_workers), device, cfg.eval_batch_size)
     elif mode == "last_layer":
         if erm_model is None:
@@ -250,7 +254,8 @@ def retrain(
                  for s in ("train", "val", "test")}
         head = new_head(erm_model, cfg.seed)
         result = train(head, _split(datasets["train"], spec, tg, ng, feats["train"]),
-                       _split(datasets["val"], spec, vg, ng, feats["val"]), cfg, ckpt_dir, device=device, log=log)
+                       _split(datasets["val"], spec, vg, ng, feats["val"]), cfg, ckpt_dir, device=device, log=log,
+                       session=session)
         pred = predict(head, feats["test"], device, cfg.eval_batch_size)
         model = with_head(erm_model, head.cpu())
     else:

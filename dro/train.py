@@ -8,10 +8,13 @@ given). For DRO-DEXTER the caller passes pseudo-groups for both, so no true grou
 training or selection.
 
 Resuming: after every epoch ``last.pt`` (model, optimizer, DRO state ``q``, RNG states, history,
-best-so-far) is written atomically, and the best weights go to ``best.safetensors``. The order of
-samples in epoch ``e`` is a pure function of (seed, e), so a run killed at any point and rerun ends
-with the same weights as an uninterrupted run. A checkpoint written for different settings, data or
-initial weights (its fingerprint differs) is ignored, never resumed.
+best-so-far) is written atomically, and the best weights go to ``best.safetensors`` (stamped with the
+run's fingerprint and epoch). The order of samples in epoch ``e`` is a pure function of (seed, e), so a
+run killed at any point and rerun ends with the same weights as an uninterrupted run. Only an
+INTERRUPTED run is resumed: a checkpoint written for different settings, data, initial weights, code or
+device type (its fingerprint differs), or whose ``best.safetensors`` belongs to another run, is ignored;
+and a FINISHED run is trained again unless it finished in the same stage invocation (``session``: an
+id the stage keeps across an interrupted invocation and its reruns), so forcing a stage redoes its work.
 """
 
 from __future__ import annotations
@@ -109,21 +112,23 @@ def _hash_module(module: nn.Module) -> str:
 
 
 def _code_version() -> str:
-    """Hash of the training code itself: a fixed bug must not resume a checkpoint made with the bug."""
-    import dro.group_dro
-    import dro.sources
-
-    h = hashlib.sha256()
-    for mod_file in (__file__, dro.group_dro.__file__, dro.sources.__file__):
-        h.update(Path(mod_file).read_bytes())
+    """Hash of the code that can change a run: every module of the ``dro`` package (trainer, losses,
+    sources, image decoding and geometry, models, selection metrics) and torch's version (its kernels).
+    A fixed bug must not resume a checkpoint made with the bug."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256(torch.__version__.encode())
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
 
-def fingerprint(module: nn.Module, cfg: TrainConfig, train: SplitData, val: SplitData) -> str:
-    """Identity of a run: training code, settings, data, visible groups and the INITIAL weights."""
+def fingerprint(module: nn.Module, cfg: TrainConfig, train: SplitData, val: SplitData,
+                device: torch.device | str = "cpu") -> str:
+    """Identity of a run: training code, settings, device type, data, visible groups and the INITIAL weights."""
     parts = {
         "code": _code_version(),
         "cfg": asdict(cfg),
+        "device": torch.device(device).type,
         "init": _hash_module(module),
         "train": [train.source.fingerprint(), _hash_arrays(train.y, train.groups), train.num_groups],
         "val": [val.source.fingerprint(), _hash_arrays(val.y, val.groups), val.num_groups],
@@ -166,6 +171,32 @@ def _set_rng_state(state: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
+def _best_stamp(fp: str, epoch: int) -> dict[str, str]:
+    return {"fingerprint": fp, "epoch": str(epoch)}
+
+
+def _read_best_stamp(path: Path) -> dict[str, str] | None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception:  # missing or unreadable (safetensors raises its own error type): not this run's
+        return None
+    return {k: meta[k] for k in ("fingerprint", "epoch") if k in meta}
+
+
+def _why_not_resume(state: dict, fp: str, cfg: TrainConfig, best_path: Path, session: str | None) -> str | None:
+    """None when ``state`` may be resumed, else the reason (one clause for the log)."""
+    if state.get("fingerprint") != fp:
+        return "written for other settings, data, initial weights, code or device"
+    if _read_best_stamp(best_path) != _best_stamp(fp, state["best"]["epoch"]):
+        return f"{best_path.name} is not this run's best epoch"
+    if state["epoch"] >= cfg.epochs and (session is None or state.get("session") != session):
+        return "that run finished in an earlier invocation (a new invocation trains again)"
+    return None
+
+
 def train(
     module: nn.Module,
     train_data: SplitData,
@@ -176,10 +207,14 @@ def train(
     device: torch.device | str = "cpu",
     log: Callable[[str], None] = print,
     on_batch: Callable[[int, int], None] | None = None,
+    session: str | None = None,
 ) -> TrainResult:
-    """Train ``module`` in place, resuming from ``ckpt_dir`` if a matching checkpoint is there, and
-    leave it holding the weights of the selected (best validation) epoch.
+    """Train ``module`` in place, resuming from ``ckpt_dir`` if an unfinished checkpoint of the same
+    fingerprint is there, and leave it holding the weights of the selected (best validation) epoch.
 
+    A finished checkpoint of the same fingerprint is reused (no epoch run) only when it was written under
+    the same ``session``: a stage's id that survives an interruption (``stages.common.stage_session``), so a
+    rerun after a crash skips the runs already done while a new invocation (``dvc repro -f``) trains again.
     ``on_batch(epoch, step)`` is called after every optimiser step (progress bars, tests that
     interrupt a run)."""
     from safetensors.torch import load_file, save
@@ -190,7 +225,7 @@ def train(
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     if cfg.method == "group_dro" and train_data.groups is None:
         raise ValueError("group DRO needs training groups")
-    fp = fingerprint(module, cfg, train_data, val_data)
+    fp = fingerprint(module, cfg, train_data, val_data, device)
     optimizer = _optimizer(module, cfg)
     if cfg.method == "group_dro":
         counts = np.bincount(train_data.groups, minlength=train_data.num_groups)
@@ -204,7 +239,8 @@ def train(
     last = ckpt_dir / LAST
     if last.exists():
         state = torch.load(last, map_location="cpu", weights_only=True)
-        if state.get("fingerprint") == fp:
+        why_not = _why_not_resume(state, fp, cfg, ckpt_dir / BEST, session)
+        if why_not is None:
             module.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             loss_fn.load_state_dict(state["loss"])
@@ -212,7 +248,7 @@ def train(
             start_epoch, history, best = state["epoch"], state["history"], state["best"]
             log(f"resuming from {last} after epoch {start_epoch}/{cfg.epochs}")
         else:
-            log(f"ignoring checkpoint {last}: written for other settings, data or initial weights")
+            log(f"ignoring checkpoint {last}: {why_not}; training from epoch 1")
 
     balanced = cfg.method == "group_dro" and cfg.balanced_sampling
     n = len(train_data.y)
@@ -245,18 +281,22 @@ def train(
         if score > best["score"]:
             best = {"epoch": epoch, "score": float(score)}
             with atomic_writer(ckpt_dir / BEST, "wb") as f:
-                f.write(save({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}))
+                f.write(save({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
+                             metadata=_best_stamp(fp, epoch)))
         log(f"epoch {epoch}/{cfg.epochs} loss {row['train_loss']:.4f} train_acc {row['train_acc']:.3f} "
             f"val_acc {row['val_acc']:.3f}"
             + (f" val_wg {row['val_worst_group_acc']:.3f}" if "val_worst_group_acc" in row else ""))
         state = {
-            "fingerprint": fp, "epoch": epoch, "model": module.state_dict(),
+            "fingerprint": fp, "session": session, "epoch": epoch, "model": module.state_dict(),
             "optimizer": optimizer.state_dict(), "loss": loss_fn.state_dict(), "rng": _rng_state(),
             "history": history, "best": best, "config": asdict(cfg),
         }
         with atomic_writer(last, "wb") as f:
             torch.save(state, f)
 
+    if _read_best_stamp(ckpt_dir / BEST) != _best_stamp(fp, best["epoch"]):  # another process wrote it
+        raise RuntimeError(f"{ckpt_dir / BEST} is not epoch {best['epoch']} of this run: was the same checkpoint "
+                           "folder used by two runs at once?")
     module.load_state_dict(load_file(ckpt_dir / BEST))
     module.eval()
     atomic_write_json(ckpt_dir / "history.json", {"fingerprint": fp, "best": best, "history": history})

@@ -8,7 +8,9 @@ code 2, never a traceback; real bugs still raise.
 from __future__ import annotations
 
 import functools
+import json
 import os
+import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,18 +25,23 @@ class StageInputError(RuntimeError):
     """Bad input detected by a stage itself (not by the params schema or a dataset loader)."""
 
 
+# Exception types that mean "your input is wrong", by the module that defines each. They are looked up in
+# sys.modules when an error is being reported, never imported: an exception of a type whose module was
+# never loaded cannot have been raised, and importing dro.data (torch, PIL) just to report a params error
+# cost up to a minute on a loaded machine.
+_USER_ERRORS = (
+    ("stages.params", "ParamsError"),
+    ("dro.data.base", "DatasetError"),
+    ("dexter.errors", "DexterInputError"),  # the explanation core's own input errors
+)
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean 'your input is wrong', collected lazily to keep start-up fast."""
-    from dro.data.base import DatasetError
-    from stages.params import ParamsError
-
-    errors: list[type[BaseException]] = [ParamsError, DatasetError, StageInputError, FileNotFoundError]
-    try:
-        from dexter.errors import DexterInputError  # the explanation core's own input errors
-
-        errors.append(DexterInputError)
-    except ImportError:
-        pass
+    """Exception types that mean 'your input is wrong' (of the modules loaded so far)."""
+    errors: list[type[BaseException]] = [StageInputError, FileNotFoundError]
+    for module, name in _USER_ERRORS:
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
     return tuple(errors)
 
 
@@ -47,10 +54,26 @@ def stage_main(fn: Callable[[], None]) -> Callable[[], None]:
         try:
             fn()
         except user_errors() as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {one_line(e)}", file=sys.stderr)
             sys.exit(2)
 
     return wrapper
+
+
+def one_line(e: BaseException) -> str:
+    """The error's own message, also when a DataLoader worker raised it.
+
+    torch re-raises a worker's exception as the same type whose message is the worker's whole traceback
+    ("Caught DatasetError in DataLoader worker process 0. Original Traceback ..."); its last line is
+    ``module.Type: message``, the message the user needs.
+    """
+    text = str(e)
+    if "Original Traceback" in text and "DataLoader worker" in text:
+        last = text.rstrip().splitlines()[-1]
+        module = type(e).__module__
+        prefix = f"{'' if module == 'builtins' else module + '.'}{type(e).__qualname__}: "
+        text = last[len(prefix):] if last.startswith(prefix) else last
+    return text
 
 
 def resolve_device(spec: str):
@@ -72,3 +95,26 @@ def compute_dtype(device):
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
+
+
+def stage_session(marker: Path) -> str:
+    """An id of this invocation of a stage, kept in ``marker`` until :func:`end_stage_session`.
+
+    A stage killed (or stopped by an error) leaves the marker, so its rerun gets the same id and may reuse
+    the runs that invocation finished; a stage that completed removed it, so the next invocation (a
+    changed dependency, ``dvc repro -f``) gets a new id and does the work again. Unfinished checkpoints of
+    the same fingerprint resume in either case (``dro.train.train``).
+    """
+    from dro.io import atomic_write_json
+
+    try:
+        return str(json.loads(Path(marker).read_text())["session"])
+    except (OSError, ValueError, KeyError, TypeError):
+        session = secrets.token_hex(8)
+        atomic_write_json(marker, {"session": session})
+        return session
+
+
+def end_stage_session(marker: Path) -> None:
+    """The stage completed: its next invocation starts a new session."""
+    Path(marker).unlink(missing_ok=True)

@@ -4,21 +4,30 @@ Reads params.yaml (``dexter`` section with the dataset's overrides, the dataset'
 the ERM classifier in ``outputs/erm`` (``dro.models.load_classifier``), and writes one folder per class
 (``<index:03d>_<name>/keywords.json`` + runs, see ``dexter.outputs``) and a metrics JSON. dvc.yaml runs
 it once per class (``--class-index c``) so DVC caches each class; given several classes it optimises them
-together, one batched step at a time. A class whose keywords.json exists is skipped, so a rerun after a
-kill repeats at most the runs that were in flight.
+together, one batched step at a time.
+
+Crash safety: the runs are written to a work folder under ``outputs/checkpoints/explain/`` (not a DVC
+output, so ``dvc repro`` does not delete it before rerunning a killed stage) and moved to ``--out`` only
+when every class is finished. A rerun after a kill reuses the finished runs there, so it repeats at most
+the runs that were in flight, but only if the work folder was written for the same fingerprint (DEXTER
+settings, classifier files, model specs and files, device type, DEXTER code); anything else is discarded.
+A finished stage leaves no work folder, so a forced rerun (``dvc repro -f``) computes everything again.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from stages.common import METRICS_DIR, OUTPUTS_DIR, StageInputError, resolve_device, stage_main
-from stages.dro_common import ERM_DIR
+from stages.dro_common import CHECKPOINTS, ERM_DIR
 
 DEXTER_DIR = OUTPUTS_DIR / "dexter"
+WORK_ROOT = CHECKPOINTS / "explain"  # unfinished classes; survives DVC's deletion of the stage's outputs
 
 
 def dexter_config(section):
@@ -43,8 +52,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=DEXTER_DIR)
     ap.add_argument("--metrics", type=Path, default=METRICS_DIR / "dexter.json")
     ap.add_argument("--class-index", type=int, nargs="+", default=None, help="override dexter.classes")
+    ap.add_argument("--work", type=Path, default=None,
+                    help=f"where unfinished runs are kept until the stage ends (default {WORK_ROOT}/<name of --out>)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    work = args.work or WORK_ROOT / args.out.name
 
     from stages.params import load_params
 
@@ -83,13 +95,46 @@ def main(argv: list[str] | None = None) -> None:
     )
     run_info = {"classifier": str(args.classifier), "stable_diffusion": models.stable_diffusion,
                 "lcm_lora": models.lcm_lora, "bert": models.bert, "dataset": params.dataset}
+    from dexter import outputs
+
+    fingerprint = run_fingerprint(config, section, run_info, classes, device, args.classifier)
+    reused = outputs.open_work_dir(work, fingerprint)
+    for name, n in reused.items():
+        print(f"{name}: reusing {n} finished run(s) of an interrupted invocation ({work})", flush=True)
     start = time.perf_counter()
-    done = explain(dexter_models, args.out, classes, feature_neurons=section.feature_neurons, run_info=run_info,
+    done = explain(dexter_models, work, classes, feature_neurons=section.feature_neurons, run_info=run_info,
                    progress=not args.no_progress)
-    write_metrics(done, args.metrics, time.perf_counter() - start)
+    done = outputs.publish_work_dir(work, args.out, done)
+    write_metrics(done, args.metrics, time.perf_counter() - start, sum(reused.values()))
 
 
-def write_metrics(done: dict, path: Path, seconds: float) -> dict:
+def run_fingerprint(config, section, run_info: dict, classes, device, classifier_dir: Path) -> str:
+    """Identity of what produces a class's runs: finished runs are reused only under the same one.
+
+    Covers the DEXTER settings, the classes and their feature neurons, the dtype and device type (numerics),
+    the classifier's files (contents), the model specs and, for local model folders, their files (size
+    and modification time: re-hashing gigabytes of SD weights on every start would cost more than it
+    protects), and the DEXTER code.
+    """
+    import dexter
+    from dexter.outputs import tree_signature
+
+    code = hashlib.sha256()
+    for path in sorted(Path(dexter.__file__).parent.glob("*.py")):
+        code.update(path.name.encode() + b"\0" + path.read_bytes())
+    models = {}
+    for key in ("stable_diffusion", "lcm_lora", "bert"):
+        spec = run_info[key]
+        models[key] = [spec, tree_signature(spec) if spec is not None and Path(spec).exists() else None]
+    parts = {
+        "config": asdict(config), "dtype": section.dtype, "feature_neurons": section.feature_neurons,
+        "classes": sorted(classes), "device": device.type, "dataset": run_info["dataset"],
+        "classifier": tree_signature(classifier_dir, contents=True), "models": models, "code": code.hexdigest(),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def write_metrics(done: dict, path: Path, seconds: float, runs_reused: int = 0) -> dict:
     """Per class: keywords, steps and hits of every run (small enough for ``dvc metrics show``)."""
     from dro.io import atomic_write_json
 
@@ -105,7 +150,8 @@ def write_metrics(done: dict, path: Path, seconds: float) -> dict:
         }
         print(f"class {c} ({data['class_name']}): {classes[data['class_name']]['keywords'] or '(no keyword)'}",
               flush=True)
-    metrics = {"classes": classes, "seconds_this_invocation": round(seconds, 1)}
+    metrics = {"classes": classes, "seconds_this_invocation": round(seconds, 1),
+               "runs_reused_from_interrupted_invocation": runs_reused}
     atomic_write_json(path, metrics)
     return metrics
 

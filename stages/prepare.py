@@ -1,7 +1,9 @@
 """Stage ``prepare``: materialise (synthetic) or verify (Waterbirds, CelebA) the chosen dataset.
 
 Writes the normalised index every later stage reads (``data/prepared/``) and the group statistics
-as a DVC metric (``metrics/data.json``).
+as a DVC metric (``metrics/data.json``). For Waterbirds and CelebA every image is decoded once
+(``dro.data.verify``; good files are remembered by size and time in ``outputs/cache/decoded/``), so a
+corrupt file stops the pipeline here, by name, not an epoch into training.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.common import METRICS_DIR, PREPARED_DIR, StageInputError, stage_main
+from stages.common import METRICS_DIR, OUTPUTS_DIR, PREPARED_DIR, StageInputError, stage_main
+
+DECODED_CACHE = OUTPUTS_DIR / "cache" / "decoded"  # not a DVC output: survives DVC's deletion of data/prepared
 
 
 def group_statistics(splits) -> dict:
@@ -24,6 +28,15 @@ def group_statistics(splits) -> dict:
             entry["aligned_fraction"] = round(float(np.mean(ds.y[known] == ds.a[known])), 4)
         stats[name] = entry
     return stats
+
+
+def check_decodable(root: Path, records, dataset: str) -> None:
+    """Decode every image the index will name (the same paths ``open_prepared`` opens)."""
+    from dro.data.verify import verify_images
+
+    folder = Path(root).resolve()
+    verify_images([folder / r.source for r in records], dataset, cache_file=DECODED_CACHE / f"{dataset}.json",
+                  log=lambda msg: print(msg, flush=True))
 
 
 @stage_main
@@ -70,6 +83,7 @@ def main() -> None:
 
         root = ensure_waterbirds(Path(section.root), download=section.download)
         info, records = load_waterbirds(root)
+        check_decodable(root, records, info.name)
         write_prepared(args.out, info, records, root=root)
     else:
         from dro.data.celeba import load_celeba
@@ -77,6 +91,7 @@ def main() -> None:
 
         root = ensure_celeba(Path(section.root), download=section.download)
         info, records = load_celeba(root, target=section.target, spurious=section.spurious)
+        check_decodable(root, records, info.name)
         write_prepared(args.out, info, records, root=root)
 
     splits = open_prepared(args.out)

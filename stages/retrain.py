@@ -4,7 +4,8 @@ retrained classifiers in ``outputs/retrain/<method>/seed<k>``.
 
 ``dro.mode: full`` trains whole classifiers with the dataset's training settings; ``last_layer`` keeps
 the audited ERM model's backbone (``outputs/erm``) and retrains its head over cached features.
-Every run checkpoints under ``outputs/checkpoints/retrain/<mode>/<method>/seed<k>`` and resumes.
+Every run checkpoints under ``outputs/checkpoints/retrain/<mode>/<method>/seed<k>`` and resumes; after a kill
+the runs already finished are not trained again, but a rerun of a completed stage (``-f``) retrains all.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.common import resolve_device, stage_main
+from stages.common import end_stage_session, resolve_device, stage_main, stage_session
 from stages.dro_common import (
     CACHE, CHECKPOINTS, ERM_DIR, LABELS_DIR, PREPARED_DIR, RESULTS_DIR, RETRAIN_DIR,
     full_train_config, input_errors, last_layer_train_config, log, model_spec,
@@ -46,6 +47,7 @@ def run(argv: list[str] | None = None) -> None:
         erm_model = load_classifier(args.erm, device) if mode == "last_layer" else None
     per_seed: dict[str, list[dict]] = {m: [] for m in methods}
     histories: dict[str, list[list[dict]]] = {m: [] for m in methods}
+    session = stage_session(CHECKPOINTS / "retrain" / "invocation.json")
     for seed in params.seeds:
         cfg = full_train_config(params, seed) if mode == "full" else last_layer_train_config(params, seed)
         for method in methods:
@@ -55,12 +57,14 @@ def run(argv: list[str] | None = None) -> None:
                                erm_model=erm_model,
                                ckpt_dir=CHECKPOINTS / "retrain" / mode / method / f"seed{seed}",
                                cache_dir=CACHE / "features", model_out=RETRAIN_DIR / method / f"seed{seed}",
-                               convention=convention_for(params.dataset), device=device, log=log)
+                               convention=convention_for(params.dataset), device=device, log=log,
+                               session=session)
             per_seed[method].append({"seed": seed, **run_.metrics})
             histories[method].append(run_.result.history)
     metrics = build_metrics(params.dataset, per_seed, params.seeds, mode)
     write_results(args.out, metrics, per_seed, histories)
     log((args.out / "table.md").read_text())
+    end_stage_session(CHECKPOINTS / "retrain" / "invocation.json")
 
 
 @stage_main

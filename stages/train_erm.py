@@ -2,7 +2,8 @@
 
 Selected on plain validation accuracy: no group label is used for training or selection. Its test
 accuracy per TRUE group is measured afterwards for the record (``metrics/erm.json``). Checkpointed every
-epoch under ``outputs/checkpoints/erm``; rerunning after a kill resumes.
+epoch under ``outputs/checkpoints/erm``; rerunning after a kill resumes (a run that finished before the kill
+is not trained again). A rerun of a stage that completed (``dvc repro -f train_erm``) trains anew.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.common import resolve_device, stage_main
+from stages.common import end_stage_session, resolve_device, stage_main, stage_session
 from stages.dro_common import CHECKPOINTS, ERM_DIR, ERM_METRICS, PREPARED_DIR, full_train_config, input_errors, log, model_spec
+
+SESSION = CHECKPOINTS / "erm" / "invocation.json"
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -35,8 +38,10 @@ def run(argv: list[str] | None = None) -> None:
     datasets = open_prepared(args.prepared)
     spec = model_spec(params)
     cfg = full_train_config(params, params.seed, erm=True)
+    session = stage_session(SESSION)
     with input_errors():
-        model, result = train_erm_classifier(datasets, spec, cfg, CHECKPOINTS / "erm", args.out, device, log=log)
+        model, result = train_erm_classifier(datasets, spec, cfg, CHECKPOINTS / "erm", args.out, device, log=log,
+                                             session=session)
     test = evaluate_on_test(model, datasets, spec, convention_for(params.dataset), device, cfg.eval_batch_size)
     atomic_write_json(args.metrics, {
         "best_epoch": result.best_epoch, "selection": result.selection, "val_acc": result.best_score,
@@ -45,6 +50,7 @@ def run(argv: list[str] | None = None) -> None:
     })
     log(f"ERM classifier -> {args.out} (best epoch {result.best_epoch}, val acc {result.best_score:.4f}, "
         f"test worst-group {test['worst_group_acc']:.4f}, avg {test['avg_acc']:.4f})")
+    end_stage_session(SESSION)
 
 
 @stage_main

@@ -40,8 +40,9 @@ class ReasoningBackend(Protocol):
 
     written_by: str  # one line saying who wrote the outputs (model ids or "no language model")
 
-    def caption(self, class_name: str, images: Sequence[Path]) -> list[str]:
-        """One factual sentence per image, in order."""
+    def caption(self, class_name: str, images: Sequence[Path]) -> list[str | None]:
+        """One factual sentence per image, in order; None for an image the backend could not caption
+        acceptably (it is then left out of the evidence and counted)."""
         ...
 
     def report(self, evidence: Evidence) -> str:

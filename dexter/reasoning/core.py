@@ -3,7 +3,9 @@
 ``reason_about_class`` is the same whether called by the DVC stage, the single-class explain command
 or a notebook. It writes three files per class, each atomically (a crash never leaves a truncated
 file): ``captions.json`` (frame path -> caption), ``report.md`` and ``attributes.json``.
-``attributes.json`` is written last, so its presence means the class is complete.
+``attributes.json`` is written last, so its presence means the class is complete. A frame the backend
+could not caption acceptably (``None``) is left out of ``captions.json`` and of the evidence, and
+counted (``captions_dropped`` in ``attributes.json``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def make_backend(kind: Literal["offline", "openai"], **settings: Any) -> Reasoni
     ``max_attributes``, ``embedder`` (an already-loaded retriever).
     openai: ``base_url``, ``vlm``, ``llm``, ``api_key_env``, ``temperature``, ``top_p``, ``timeout_s``,
     ``max_retries``, ``concurrency``, ``cache_dir``, ``prompts``, ``json_mode``, ``json_retries``,
-    ``max_attributes``. The API key is read from the environment variable ``api_key_env`` only.
+    ``max_attributes``, ``caption_retries``. The API key is read from the environment variable ``api_key_env`` only.
     """
     if kind == "offline":
         from dexter.reasoning.offline import OfflineBackend as cls
@@ -63,7 +65,14 @@ def reason_about_class(class_dir: Path, out_dir: Path, backend: ReasoningBackend
     texts = backend.caption(name, [inputs.frame_path(f) for f in inputs.frames]) if inputs.frames else []
     if len(texts) != len(inputs.frames):
         raise ReasoningError(f"backend returned {len(texts)} captions for {len(inputs.frames)} frames")
-    captions = dict(zip(inputs.frames, texts))
+    captions = {f: t for f, t in zip(inputs.frames, texts) if t is not None}
+    dropped = len(texts) - len(captions)
+    if dropped and not captions:
+        raise ReasoningError(f"class {name!r}: none of the {dropped} frames got an acceptable caption "
+                             f"({backend.written_by}); check that the captioning model accepts images")
+    if dropped:
+        log.warning("class %r: %d of %d captions dropped (not a plain description, even after a retry)",
+                    name, dropped, len(texts))
     atomic_write_json(out_dir / CAPTIONS_FILE, captions)
 
     evidence = Evidence(inputs.meta, captions)
@@ -77,8 +86,10 @@ def reason_about_class(class_dir: Path, out_dir: Path, backend: ReasoningBackend
         rationale=rationale,
         keywords=list(inputs.meta.keywords),
         written_by=backend.written_by,
+        captions_dropped=dropped,
     )
     if not attributes.attributes:
         log.warning("class %r: no attribute survived (no keyword and no over-represented word)", name)
     atomic_write_json(out_dir / ATTRIBUTES_FILE, attributes.model_dump())
-    return ClassReasoning(class_name=name, captions=captions, report=report, attributes=attributes)
+    return ClassReasoning(class_name=name, captions=captions, report=report, attributes=attributes,
+                          captions_dropped=dropped)

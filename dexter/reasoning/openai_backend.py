@@ -8,7 +8,9 @@ or written; error messages are scrubbed of it in case a server echoes it back.
 Production behaviour comes mostly from the ``openai`` client itself: its timeout, and its retries
 with exponential backoff on 408/409/429/5xx and dropped connections (``max_retries``). On top of that:
 bounded concurrency for captions, an answer cache (:mod:`dexter.reasoning.cache`), a retry when an
-endpoint answers with no choices or empty content, and JSON repair for the attributes.
+endpoint answers with no choices or empty content, JSON repair for the attributes, and a sanity check
+with a retry for captions (:func:`dexter.reasoning.schema.check_caption`): a caption that still fails is
+dropped and counted, and no answer that failed its check is ever cached.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -31,11 +33,16 @@ from dexter.reasoning.backend import REPORT_SECTIONS, Evidence
 from dexter.reasoning.cache import ResponseCache, cache_key
 from dexter.reasoning.errors import ReasoningError
 from dexter.reasoning.prompt_files import load_prompts
-from dexter.reasoning.schema import AttributeProposal, finalize_attributes
+from dexter.reasoning.schema import AttributeProposal, check_caption, finalize_attributes
 
 log = logging.getLogger(__name__)
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# A request that gets no answer fails after at most (max_retries + 1) * timeout_s plus the client's backoff
+# between attempts (0.5 s, 1 s, 2 s ..., at most 8 s each): 3 x 40 s + 1.5 s, about 2 minutes, by default.
+# The openai client's own defaults (10 minutes, 2 retries) would hang a stage for half an hour per request.
+DEFAULT_TIMEOUT_S = 40.0
+DEFAULT_MAX_RETRIES = 2
 _LOCAL_PLACEHOLDER_KEY = "not-needed"
 
 
@@ -100,10 +107,18 @@ class ChatClient:
             params["response_format"] = {"type": "json_object"}
         return params
 
-    def complete(self, model: str, messages: list[dict], *, json_mode: bool = False) -> str:
-        """The first choice's text, from the cache when this exact request was answered before."""
+    def complete(self, model: str, messages: list[dict], *, json_mode: bool = False,
+                 cacheable: Callable[[str], bool] | None = None) -> str:
+        """The first choice's text, from the cache when this exact request was answered before.
+
+        ``cacheable``: an answer it rejects is returned (the caller asks for a repair) but not cached, and
+        such an answer found in the cache (cached before the check existed) is dropped and asked again.
+        """
         key = self.key(model, messages, json_mode)
         hit = self.cache.get(key)
+        if hit is not None and cacheable is not None and not cacheable(hit):
+            self.cache.delete(key)
+            hit = None
         if hit is not None:
             with self._count_lock:
                 self.cache_hits += 1
@@ -115,7 +130,8 @@ class ChatClient:
             choices = getattr(response, "choices", None) or []
             text = (choices[0].message.content or "").strip() if choices and choices[0].message else ""
             if text:
-                self.cache.set(key, text)
+                if cacheable is None or cacheable(text):
+                    self.cache.set(key, text)
                 return text
             log.warning("%s: model %r returned no answer (attempt %d); retrying", self.endpoint, model, attempt + 1)
         raise ReasoningError(
@@ -137,20 +153,30 @@ class ChatClient:
                 f"{self.endpoint} rejected the API key read from ${self._api_key_env} "
                 f"(HTTP {e.status_code}: {self._detail(e)})"
             ) from None
-        except oa.APITimeoutError:
+        except oa.APITimeoutError as e:
             raise ReasoningError(
                 f"{self.endpoint}: model {model!r} did not answer within {self._timeout_s:g} s "
-                f"({self._max_retries} retries); raise reasoning.timeout_s or check the server"
+                f"({self._attempts(e)}); raise reasoning.timeout_s or check the server"
             ) from None
         except oa.APIConnectionError as e:
             raise ReasoningError(
-                f"cannot reach {self.endpoint} ({self._max_retries} retries): {self._scrub(str(e.__cause__ or e))}"
+                f"cannot reach {self.endpoint} ({self._attempts(e)}): {self._scrub(str(e.__cause__ or e))}"
             ) from None
-        except oa.APIStatusError as e:  # 400, 422, or 429/5xx still failing after the client's retries
+        except oa.APIStatusError as e:  # 400, 422 (never retried), or 429/5xx still failing after the retries
             raise ReasoningError(
                 f"{self.endpoint}: request for model {model!r} failed with HTTP {e.status_code} "
-                f"after {self._max_retries} retries: {self._detail(e)}"
+                f"after {self._attempts(e)}: {self._detail(e)}"
             ) from None
+
+    def _attempts(self, e: Exception) -> str:
+        """How many requests were really sent ("1 attempt", "6 attempts"): the client retries only some
+        failures (timeouts, dropped connections, 408/409/429/5xx), and says which retry each request was
+        in its ``x-stainless-retry-count`` header."""
+        try:
+            n = int(e.request.headers["x-stainless-retry-count"]) + 1
+        except (AttributeError, KeyError, TypeError, ValueError, RuntimeError):  # no request or no header
+            return f"up to {self._max_retries + 1} attempts"
+        return f"{n} attempt{'s' if n != 1 else ''}"
 
     def _detail(self, e: Exception) -> str:
         body = getattr(e, "body", None)
@@ -179,14 +205,15 @@ class OpenAIBackend:
         api_key_env: str = "OPENAI_API_KEY",
         temperature: float = 0.2,
         top_p: float = 1.0,
-        timeout_s: float = 60.0,
-        max_retries: int = 5,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_retries: int = DEFAULT_MAX_RETRIES,
         concurrency: int = 4,
         cache_dir: str | Path | None = None,
         prompts: dict[str, str | Path | None] | None = None,
         json_mode: bool = True,
         json_retries: int = 2,
         max_attributes: int = 8,
+        caption_retries: int = 1,
     ) -> None:
         if concurrency < 1:
             raise ReasoningError(f"concurrency must be at least 1, got {concurrency}")
@@ -195,6 +222,7 @@ class OpenAIBackend:
         self.concurrency = concurrency
         self.json_mode = json_mode
         self.json_retries = json_retries
+        self.caption_retries = caption_retries
         self.max_attributes = max_attributes
         sampling = {"temperature": temperature, "top_p": top_p, "frequency_penalty": 0.0, "presence_penalty": 0.0}
         self.chat = ChatClient(
@@ -204,7 +232,7 @@ class OpenAIBackend:
         self.written_by = f"language models at {self.chat.endpoint}: captions by {vlm}, report and attributes by {llm}"
 
     # -- captions -----------------------------------------------------------------------------
-    def caption(self, class_name: str, images: Sequence[Path]) -> list[str]:
+    def caption(self, class_name: str, images: Sequence[Path]) -> list[str | None]:
         if not images:
             return []
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(images))) as pool:
@@ -217,7 +245,9 @@ class OpenAIBackend:
                     raise f.exception()
             return [f.result() for f in futures]
 
-    def _caption_one(self, class_name: str, path: Path) -> str:
+    def _caption_one(self, class_name: str, path: Path) -> str | None:
+        """The frame's caption after :func:`check_caption`, asking again with the problem named up to
+        ``caption_retries`` times; None (the frame is dropped) if no answer passes."""
         messages = [
             {"role": "system", "content": self.prompts["caption"]},
             {
@@ -228,7 +258,27 @@ class OpenAIBackend:
                 ],
             },
         ]
-        return " ".join(self.chat.complete(self.vlm, messages).split()).strip("\"' ")
+        first_key = self.chat.key(self.vlm, messages, False)
+        error = ""
+        for attempt in range(self.caption_retries + 1):
+            text = self.chat.complete(self.vlm, messages, cacheable=_is_caption)
+            try:
+                caption = check_caption(text)
+            except ValueError as e:
+                error = str(e)
+                log.warning("caption of %s: not a caption (%s): %.80r; asking again", path.name, error, text)
+                messages = messages + [
+                    {"role": "assistant", "content": text},
+                    {"role": "user", "content": f"That reply is not usable: {error}. Reply with ONE plain factual "
+                     "sentence describing the image, and nothing else."},
+                ]
+                continue
+            if attempt:  # a rerun asks the first question again: answer it with the repaired caption
+                self.chat.cache.set(first_key, caption)
+            return caption
+        log.warning("caption of %s dropped: %d answers were not a caption (last problem: %s)", path,
+                    self.caption_retries + 1, error)
+        return None
 
     # -- report ---------------------------------------------------------------------------------
     def report(self, evidence: Evidence) -> str:
@@ -282,6 +332,14 @@ class OpenAIBackend:
 
     def close(self) -> None:
         self.chat.close()
+
+
+def _is_caption(text: str) -> bool:
+    try:
+        check_caption(text)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_attributes(text: str, class_name: str, limit: int | None = None) -> AttributeProposal:

@@ -13,6 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_ATTRIBUTE_WORDS = 8
 MAX_ATTRIBUTE_CHARS = 60
+MIN_CAPTION_WORDS = 3
+MAX_CAPTION_WORDS = 80
+MAX_CAPTION_CHARS = 500
+_CAPTION_MARKUP = set("{}[]<>`|")
+_CAPTION_PREAMBLE = re.compile(r"^(sure|certainly|of course|okay|ok|here is|here's|here are|the image is described)\b",
+                               re.IGNORECASE)
+_CAPTION_REFUSAL = re.compile(r"\b(i'm sorry|i am sorry|i cannot|i can't|i'm unable|i am unable|as an ai)\b",
+                              re.IGNORECASE)
 
 
 class RunRecord(BaseModel):
@@ -85,7 +93,8 @@ class AttributeProposal(BaseModel):
 
 
 class AttributesFile(BaseModel):
-    """``attributes.json``: what the slice-labelling stage reads."""
+    """``attributes.json``: what the slice-labelling stage reads (``captions_dropped``: frames whose caption
+    failed :func:`check_caption` even after a retry and were left out of the evidence)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -94,6 +103,7 @@ class AttributesFile(BaseModel):
     rationale: str
     keywords: list[str]
     written_by: str
+    captions_dropped: int = 0
 
 
 class ClassReasoning(BaseModel):
@@ -103,6 +113,31 @@ class ClassReasoning(BaseModel):
     captions: dict[str, str]
     report: str
     attributes: AttributesFile
+    captions_dropped: int = 0
+
+
+def check_caption(text: str) -> str:
+    """The caption with whitespace collapsed and surrounding quotes removed; ValueError saying why it is not one.
+
+    A caption is evidence the LLM reasons on, so it must be a plain description: an answer that carries JSON or
+    markup, opens with a chat preamble ("Sure! Here is ..."), refuses, or is too short or too long to be the
+    one sentence the prompt asks for is an answer to some other question (or a truncated one).
+    """
+    caption = " ".join(str(text).split()).strip("\"' ")
+    if not caption:
+        raise ValueError("the caption is empty")
+    if _CAPTION_MARKUP & set(caption) or caption[0] in "#*-":
+        raise ValueError("it contains JSON, a list or markup")
+    if _CAPTION_PREAMBLE.match(caption):
+        raise ValueError("it starts with a preamble ('Sure', 'Here is', ...) instead of the description")
+    if _CAPTION_REFUSAL.search(caption):
+        raise ValueError("it is a refusal or an apology, not a description of the image")
+    words = len(caption.split())
+    if words < MIN_CAPTION_WORDS:
+        raise ValueError(f"it is too short ({words} words) to describe the image")
+    if words > MAX_CAPTION_WORDS or len(caption) > MAX_CAPTION_CHARS:
+        raise ValueError(f"it is too long ({words} words) for one sentence")
+    return caption
 
 
 def finalize_attributes(phrases: list[str], class_name: str, limit: int | None = None) -> list[str]:

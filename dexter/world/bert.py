@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from dexter.world.captions import random_caption
+from dexter.world.schedule import one_cycle
 from dro.data.synthetic import SyntheticWorldConfig, WorldSample
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def train_bert(
     g = torch.Generator().manual_seed(seed)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
+    sched = one_cycle(opt, lr, steps, pct_start=0.1)
     losses: list[float] = []
     t0 = time.time()
     for step in range(steps):

@@ -13,6 +13,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from dexter.world.schedule import one_cycle
+
 log = logging.getLogger(__name__)
 
 
@@ -59,7 +61,7 @@ def train_vae(
     vae = vae if vae is not None else build_vae(image_size=images.shape[-1])
     vae.train()
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.05)
+    sched = one_cycle(opt, lr, steps, pct_start=0.05)
     losses: list[float] = []
     t0 = time.time()
     for step in range(steps):

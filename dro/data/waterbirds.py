@@ -5,7 +5,8 @@
 2 test), place (0 land, 1 water) and place_filename. Group = 2*y + place.
 
 The loader only reads the metadata and checks that every image it names exists inside the dataset
-folder; images are decoded later, lazily, by :class:`dro.data.GroupImageDataset`.
+folder; the ``prepare`` stage then decodes each one (:mod:`dro.data.verify`), and training decodes them
+again, lazily, through :class:`dro.data.GroupImageDataset`.
 """
 
 from __future__ import annotations

@@ -29,8 +29,10 @@ class ReasoningSection(Section):
     llm: str = "gpt-4o-mini"
     temperature: float = Field(0.2, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
-    timeout_s: float = Field(60.0, gt=0)
-    max_retries: int = Field(5, ge=0)
+    # per request; a request that gets no answer fails after (max_retries + 1) * timeout_s plus a few
+    # seconds of backoff: about 2 minutes with these defaults
+    timeout_s: float = Field(40.0, gt=0)
+    max_retries: int = Field(2, ge=0)  # retries of timeouts, dropped connections, 408/409/429/5xx (not 400)
     concurrency: int = Field(4, ge=1)
     json_mode: bool = True  # ask for response_format json_object (turn off for servers that reject it)
     json_retries: int = Field(2, ge=0)  # repair requests after an invalid attributes answer

@@ -40,6 +40,12 @@ def write_jpeg(path: Path, seed: int, size: int = 8) -> None:
     Image.fromarray(pixels).save(path, format="JPEG")
 
 
+def truncate_image(path: Path) -> None:
+    """Cut a file to half its bytes: the kind of damage an interrupted copy or extraction leaves."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
 def write_waterbirds(parent: Path, counts: dict = WATERBIRDS_COUNTS) -> Path:
     """``parent/waterbird_complete95_forest2water2/`` with metadata.csv (all official columns) and images."""
     folder = parent / "waterbird_complete95_forest2water2"

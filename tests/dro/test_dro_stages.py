@@ -60,6 +60,6 @@ def test_stages_end_to_end(tmp_path, monkeypatch):
     assert curves[0].startswith("epoch,erm,groupdro_oracle,dro_dexter,") and len(curves) == 1 + 2
     erm = json.loads(Path("metrics/erm.json").read_text())
     assert erm["selection"] == "val_avg" and 0 <= erm["test_worst_group_acc"] <= erm["test_avg_acc"] <= 1
-    # a rerun resumes every run from its finished checkpoint and reproduces the metrics
+    # a rerun (a new invocation: every run is trained again) reproduces the metrics
     retrain.run([])
     assert json.loads(Path("results/metrics.json").read_text()) == metrics

@@ -20,14 +20,14 @@ def _cfg(method, epochs=6, seed=0):
                        eta=0.1, weight_decay=0.0)
 
 
-def _fit(world, method, ckpt, epochs=6, seed=0, on_batch=None):
+def _fit(world, method, ckpt, epochs=6, seed=0, on_batch=None, session=None, log=lambda s: None):
     torch.manual_seed(seed)
     model = build_classifier("small_cnn", world["train"].info.class_names, 16, width=16)
     tr, va = world["train"], world["val"]
     see = method == "group_dro"
     result = train(model, SplitData(image_source(tr, 16), tr.y, tr.groups, 4),
                    SplitData(image_source(va, 16), va.y, va.groups if see else None, 4 if see else 0),
-                   _cfg(method, epochs, seed), ckpt, log=lambda s: None, on_batch=on_batch)
+                   _cfg(method, epochs, seed), ckpt, log=log, on_batch=on_batch, session=session)
     return model, result
 
 
@@ -70,9 +70,53 @@ def test_killed_run_resumes_to_the_same_result(small_world, tmp_path):
     assert res.history == ref_res.history
     for (k, a), (_, b) in zip(ref.state_dict().items(), model.state_dict().items()):
         assert torch.equal(a, b), k
-    # a finished run reruns instantly to the same weights
+    # a finished run is trained again by a new invocation (what `dvc repro -f` asks for) ...
     again, res2 = _fit(small_world, "group_dro", tmp_path / "run", epochs=4)
-    assert res2.resumed_from == 4 and torch.equal(again.head.weight, ref.head.weight)
+    assert res2.resumed_from == 0 and torch.equal(again.head.weight, ref.head.weight)
+    # ... and reused only by the rerun of an interrupted invocation that had finished it
+    _fit(small_world, "group_dro", tmp_path / "run", epochs=4, session="s1")
+    same, res3 = _fit(small_world, "group_dro", tmp_path / "run", epochs=4, session="s1")
+    assert res3.resumed_from == 4 and torch.equal(same.head.weight, ref.head.weight)
+    _, res4 = _fit(small_world, "group_dro", tmp_path / "run", epochs=4, session="s2")
+    assert res4.resumed_from == 0
+
+
+def test_checkpoint_whose_best_weights_belong_to_another_run_is_not_resumed(small_world, tmp_path):
+    """``best.safetensors`` is what the run returns: one written by another run must not be taken for it."""
+    import shutil
+
+    def kill(epoch, step):
+        if epoch == 2 and step == 0:
+            raise Killed
+
+    with pytest.raises(Killed):
+        _fit(small_world, "erm", tmp_path / "run", epochs=2, on_batch=kill)
+    _fit(small_world, "erm", tmp_path / "other", epochs=1, seed=1)
+    shutil.copy(tmp_path / "other" / "best.safetensors", tmp_path / "run" / "best.safetensors")
+    logs = []
+    model, res = _fit(small_world, "erm", tmp_path / "run", epochs=2, log=logs.append)
+    assert res.resumed_from == 0 and any("not this run's best epoch" in m for m in logs), logs
+    ref, _ = _fit(small_world, "erm", tmp_path / "ref", epochs=2)
+    assert torch.equal(model.head.weight, ref.head.weight)
+
+
+def test_fingerprint_covers_all_training_code_and_the_device(small_world, monkeypatch):
+    from pathlib import Path
+
+    import dro.train as T
+
+    tr, va = small_world["train"], small_world["val"]
+    args = (build_classifier("small_cnn", tr.info.class_names, 16, width=4), _cfg("erm"),
+            SplitData(image_source(tr, 16), tr.y), SplitData(image_source(va, 16), va.y))
+    base = T.fingerprint(*args)
+    assert T.fingerprint(*args, device="meta") != base
+    real = Path.read_bytes
+    for module in ("models.py", "data/base.py", "evaluate.py"):  # forward pass, decoding, model selection
+        monkeypatch.setattr(Path, "read_bytes", lambda self, m=module: real(self) + (
+            b"#" if self.as_posix().endswith("dro/" + m) else b""))
+        assert T.fingerprint(*args) != base, module
+    monkeypatch.setattr(Path, "read_bytes", real)
+    assert T.fingerprint(*args) == base
 
 
 def test_checkpoint_for_other_settings_is_not_resumed(small_world, tmp_path):

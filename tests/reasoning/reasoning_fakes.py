@@ -1,7 +1,7 @@
 """Test doubles for the reasoning tests: a real chat-completions HTTP server and fabricated DEXTER outputs.
 
 The server is a stdlib ``ThreadingHTTPServer`` on 127.0.0.1 (port 0) speaking enough of the OpenAI
-chat-completions protocol for the real ``openai`` client: faults (429, 500, slow answers, dropped
+chat-completions protocol for the real ``openai`` client: faults (400, 429, 500, slow answers, dropped
 connections, empty choices, malformed JSON, 404 model_not_found, 401) are queued per request kind
 and consumed one request at a time, so each test says exactly what goes wrong and when.
 """
@@ -32,6 +32,7 @@ Biased: the classifier relies on water.
 """
 ATTRIBUTES_JSON = '{"attributes": ["Water", "blue waves", "circle"], "rationale": "Water dominates every image."}'
 CAPTION = "A red circle floating on blue water with small waves."
+MALFORMED = 'Sure! Here it is: {"attributes": ["water", "rationale": '  # the "malformed" fault's answer
 
 
 def request_kind(body: dict) -> str:
@@ -91,6 +92,9 @@ class FakeChatServer:
                 if fault == "429":
                     return self._json(429, {"error": {"message": "Rate limit reached", "type": "rate_limit"}},
                                       {"retry-after-ms": "10"})
+                if fault == "400":
+                    return self._json(400, {"error": {"message": "Invalid value for 'temperature'",
+                                                      "type": "invalid_request_error"}})
                 if fault == "500":
                     return self._json(500, {"error": {"message": "internal error"}}, {"retry-after-ms": "10"})
                 if fault == "drop":
@@ -109,7 +113,7 @@ class FakeChatServer:
                     return self._json(200, _completion(body, None))
                 content = server.answers[kind]
                 if fault == "malformed":
-                    content = 'Sure! Here it is: {"attributes": ["water", "rationale": '
+                    content = MALFORMED
                 if fault == "not_a_list":
                     content = '{"attributes": "water", "rationale": "x"}'
                 self._json(200, _completion(body, content))

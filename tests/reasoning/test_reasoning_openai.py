@@ -8,7 +8,7 @@ import socket
 import time
 
 import pytest
-from reasoning_fakes import ATTRIBUTES_JSON, FakeChatServer, solid, write_class_dir
+from reasoning_fakes import ATTRIBUTES_JSON, MALFORMED, FakeChatServer, solid, write_class_dir
 
 from dexter.reasoning import REPORT_SECTIONS, ReasoningError, make_backend, reason_about_class
 
@@ -87,6 +87,7 @@ def test_round_trip_captions_report_attributes(server, key_env, class_dir, tmp_p
         "rationale": "Water dominates every image.",
         "keywords": ["water", "lake"],
         "written_by": b.written_by,
+        "captions_dropped": 0,
     }
     att_req = [r for r in server.requests if r["kind"] == "attributes"][0]["body"]
     assert att_req["response_format"] == {"type": "json_object"}
@@ -157,7 +158,7 @@ def test_transient_faults_are_retried(server, key_env, class_dir, tmp_path, faul
 def test_persistent_rate_limit_is_reported_clearly(server, key_env, class_dir, tmp_path):
     server.fail("caption", *["429"] * 50)
     b = backend(server, tmp_path, max_retries=2, concurrency=1)
-    with pytest.raises(ReasoningError, match=r"HTTP 429 after 2 retries.*Rate limit"):
+    with pytest.raises(ReasoningError, match=r"HTTP 429 after 3 attempts.*Rate limit"):
         reason_about_class(class_dir, tmp_path / "out", b)
     b.close()
     assert not (tmp_path / "out" / "attributes.json").exists()
@@ -165,10 +166,34 @@ def test_persistent_rate_limit_is_reported_clearly(server, key_env, class_dir, t
 
 def test_timeout_is_reported_clearly(server, key_env, class_dir, tmp_path):
     server.fail("caption", *["slow"] * 10)
-    b = backend(server, tmp_path, max_retries=0, concurrency=1, timeout_s=0.2)
-    with pytest.raises(ReasoningError, match=r"test-vlm.*did not answer within 0.2 s"):
+    b = backend(server, tmp_path, max_retries=1, concurrency=1, timeout_s=0.2)
+    with pytest.raises(ReasoningError, match=r"test-vlm.*did not answer within 0.2 s \(2 attempts\)"):
         reason_about_class(class_dir, tmp_path / "out", b)
     b.close()
+
+
+def test_bad_request_says_it_was_sent_once(server, key_env, class_dir, tmp_path):
+    """A 400 is never retried: the error must not claim retries that did not happen."""
+    server.fail("caption", "400")
+    b = backend(server, tmp_path, max_retries=5, concurrency=1)
+    with pytest.raises(ReasoningError, match=r"HTTP 400 after 1 attempt: Invalid value") as info:
+        reason_about_class(class_dir, tmp_path / "out", b)
+    b.close()
+    assert "retries" not in str(info.value)
+
+
+def test_default_timeout_and_retries_bound_a_hung_request_to_about_two_minutes():
+    import inspect
+
+    from dexter.reasoning.openai_backend import OpenAIBackend
+    from stages.params.reasoning import ReasoningSection
+
+    section = ReasoningSection()
+    backoff = sum(min(0.5 * 2**k, 8.0) for k in range(section.max_retries))  # the openai client's schedule
+    assert (section.max_retries + 1) * section.timeout_s + backoff <= 125
+    defaults = inspect.signature(OpenAIBackend).parameters  # the library's defaults are the same
+    assert (defaults["timeout_s"].default, defaults["max_retries"].default) == (section.timeout_s,
+                                                                               section.max_retries)
 
 
 def test_empty_choices_are_retried_then_reported(server, key_env, class_dir, tmp_path):
@@ -214,6 +239,98 @@ def test_malformed_json_is_never_passed_on(server, key_env, class_dir, tmp_path)
     b2.close()
     assert server.count("attributes") == 4
     assert result.attributes.attributes == ["water", "blue waves"]
+
+
+MALFORMED_CAPTION = "Sure! Here is what you asked for: {attributes: [water, sea"
+
+
+def _cached_answers(tmp_path) -> list[str]:
+    import diskcache
+
+    with diskcache.Cache(str(tmp_path / "cache")) as cache:
+        return [cache[k] for k in cache.iterkeys()]
+
+
+def test_malformed_caption_is_asked_again_and_never_cached(server, key_env, class_dir, tmp_path):
+    server.fail("caption", "malformed")  # the first caption request; its repair and the other frames are fine
+    b = backend(server, tmp_path, concurrency=1)
+    result = reason_about_class(class_dir, tmp_path / "out", b)
+    b.close()
+    caps = [r["body"]["messages"] for r in server.requests if r["kind"] == "caption"]
+    assert len(caps) == 5  # 4 frames + 1 repair
+    assert caps[1][-2] == {"role": "assistant", "content": MALFORMED.strip()}
+    assert "not usable" in caps[1][-1]["content"] and "JSON" in caps[1][-1]["content"]
+    assert set(result.captions.values()) == {"A red circle floating on blue water with small waves."}
+    assert result.captions_dropped == 0
+    assert MALFORMED.strip() not in _cached_answers(tmp_path)
+    n = server.count()  # a rerun is answered from the cache, the repaired caption included
+    b2 = backend(server, tmp_path)
+    reason_about_class(class_dir, tmp_path / "out2", b2)
+    b2.close()
+    assert server.count() == n
+
+
+def test_caption_malformed_after_the_retry_is_dropped_counted_and_not_passed_on(server, key_env, class_dir,
+                                                                               tmp_path):
+    server.fail("caption", "malformed", "malformed")
+    b = backend(server, tmp_path, concurrency=1, caption_retries=1)
+    result = reason_about_class(class_dir, tmp_path / "out", b)
+    b.close()
+    out = tmp_path / "out"
+    captions = json.loads((out / "captions.json").read_text())
+    assert len(captions) == 3 and result.captions_dropped == 1
+    assert json.loads((out / "attributes.json").read_text())["captions_dropped"] == 1
+    for r in server.requests:  # the report and the attributes never see it
+        if r["kind"] != "caption":
+            assert "Sure!" not in json.dumps(r["body"]["messages"])
+    assert MALFORMED.strip() not in _cached_answers(tmp_path)
+    before = server.count("caption")  # the dropped frame is asked again on a rerun, the others come from cache
+    b2 = backend(server, tmp_path, concurrency=1)
+    again = reason_about_class(class_dir, tmp_path / "out2", b2)
+    b2.close()
+    assert server.count("caption") == before + 1 and again.captions_dropped == 0
+
+
+def test_malformed_caption_already_in_the_cache_is_asked_again(server, key_env, class_dir, tmp_path):
+    b = backend(server, tmp_path)
+    reason_about_class(class_dir, tmp_path / "out", b)
+    b.close()
+    import diskcache
+
+    with diskcache.Cache(str(tmp_path / "cache")) as cache:  # what a cache written before the check may hold
+        for k in list(cache.iterkeys()):
+            if cache[k].startswith("A red circle"):
+                cache[k] = MALFORMED_CAPTION
+    n = server.count("caption")
+    b2 = backend(server, tmp_path)
+    result = reason_about_class(class_dir, tmp_path / "out2", b2)
+    b2.close()
+    assert server.count("caption") == n + 4 and MALFORMED_CAPTION not in result.captions.values()
+
+
+def test_every_caption_failing_is_an_error(server, key_env, class_dir, tmp_path):
+    server.answers["caption"] = MALFORMED_CAPTION
+    b = backend(server, tmp_path, caption_retries=0)
+    with pytest.raises(ReasoningError, match="none of the 4 frames got an acceptable caption"):
+        reason_about_class(class_dir, tmp_path / "out", b)
+    b.close()
+
+
+@pytest.mark.parametrize("text", [
+    MALFORMED_CAPTION, '{"caption": "a red circle"}', "- a red circle\n- blue water", "I'm sorry, I cannot help.",
+    "circle", "word " * 120, "",
+])
+def test_check_caption_rejects_what_is_not_a_description(text):
+    from dexter.reasoning.schema import check_caption
+
+    with pytest.raises(ValueError):
+        check_caption(text)
+
+
+def test_check_caption_keeps_a_plain_sentence():
+    from dexter.reasoning.schema import check_caption
+
+    assert check_caption('  "A red circle,\n on blue water."  ') == "A red circle, on blue water."
 
 
 def test_attributes_that_only_name_the_class_are_repaired(server, key_env, class_dir, tmp_path):

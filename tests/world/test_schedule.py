@@ -1,0 +1,50 @@
+"""The world models' learning-rate schedule works for every step count (``--vae-steps 20`` divided by zero)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dexter.world.schedule import one_cycle
+
+
+def _lrs(make, steps: int) -> list[float]:
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    sched = make(opt)
+    out = []
+    for _ in range(steps):
+        opt.step()
+        sched.step()
+        out.append(opt.param_groups[0]["lr"])
+    return out
+
+
+@pytest.mark.parametrize("pct", [0.05, 0.1, 0.25, 0.5])
+def test_every_step_count_runs(pct):
+    for steps in range(0, 120):
+        lrs = _lrs(lambda opt: one_cycle(opt, 1e-3, steps, pct), max(steps, 1))
+        assert all(0 < lr <= 1e-3 + 1e-12 for lr in lrs[:-1]), (pct, steps)
+
+
+@pytest.mark.parametrize("steps,pct", [(600, 0.05), (500, 0.1), (40, 0.05), (21, 0.05)])
+def test_the_recipe_is_torch_one_cycle_where_torch_works(steps, pct):
+    """The committed world models were trained with torch's schedule: it must be unchanged for them."""
+    ours = _lrs(lambda opt: one_cycle(opt, 1e-3, steps, pct), steps)
+    torchs = _lrs(lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps,
+                                                                  pct_start=pct), steps)
+    assert ours == torchs
+
+
+def test_world_train_with_a_one_step_warm_up(tmp_path):
+    """``python -m dexter.world train --vae-steps 20`` (and 10 BERT steps): a 1-step warm-up at 5 % / 10 %."""
+    from dexter.world.__main__ import main
+
+    torch.set_num_threads(1)
+    rc = main(["train", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--phases", "vae,bert",
+               "--vae-steps", "20", "--vae-batch", "4", "--bert-steps", "10", "--bert-batch", "4",
+               "--train-images", "16", "--threads", "1"])
+    assert rc == 0
+    assert json.loads((tmp_path / "work" / "vae" / ".done").read_text())["final_mse"] > 0
+    assert (tmp_path / "out" / "bert" / ".done").exists()
