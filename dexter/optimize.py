@@ -317,7 +317,7 @@ def explain_classes(
     ``{class_index: keywords.json path}``. ``run_info`` is added to every run's config.json (model specs,
     classifier); it must not hold secrets.
     """
-    from tqdm.auto import tqdm
+    from dro.progress import progress_bar
 
     cfg = models.config
     names = list(class_names) if class_names is not None else models.classifier.class_names
@@ -360,7 +360,7 @@ def explain_classes(
                 active.append(state)
 
     fill()
-    bar = tqdm(desc="dexter", unit="step", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(desc="dexter", unit="step", disable=not progress)
     try:
         while active:
             results = dexter_step(models, active)

@@ -17,6 +17,8 @@ True groups are used for one thing only outside the oracle row: the final test e
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,12 +30,13 @@ from dro.data import GroupImageDataset
 from dro.evaluate import Convention, evaluate_predictions
 from dro.io import atomic_write_json, atomic_writer
 from dro.last_layer import feature_source, new_head, with_head
-from dro.models import Classifier, build_classifier, save_classifier
+from dro.models import Classifier, build_classifier, load_classifier, save_classifier
 from dro.slices import (
     ClipEncoder,
     assign_slices,
     cached_image_embeddings,
     class_prototypes,
+    dataset_key,
     labelling_quality,
     majority_attribute,
     pseudo_group_names,
@@ -48,6 +51,10 @@ METHODS: dict[str, tuple[str, str | None]] = {  # name -> (loss, groups it may s
     "dro_dexter": ("group_dro", "pseudo"),
 }
 LABELS_FILE = "pseudo_groups.csv"
+ERM_RECORD = "train.json"  # next to the audited ERM model: how it was trained and selected
+# The TrainConfig fields that change what ERM learns (the group-DRO-only ones and the evaluation batch
+# size do not): with the model spec and the data, they decide whether two ERM runs are the same run.
+ERM_SETTINGS = ("epochs", "batch_size", "lr", "seed", "optimizer", "momentum", "weight_decay")
 
 
 @dataclass(frozen=True)
@@ -89,9 +96,52 @@ def train_erm_classifier(datasets: dict[str, GroupImageDataset], spec: ModelSpec
     result = train(model, _split(datasets["train"], spec, None, 0), _split(datasets["val"], spec, None, 0),
                    replace(cfg, method="erm"), ckpt_dir, device=device, log=log, session=session)
     save_classifier(model, out_dir)
-    atomic_write_json(out_dir / "train.json", {"best_epoch": result.best_epoch, "selection": result.selection,
-                                               "best_val_acc": result.best_score, "history": result.history})
+    atomic_write_json(out_dir / ERM_RECORD, {"best_epoch": result.best_epoch, "selection": result.selection,
+                                             "best_val_acc": result.best_score, "history": result.history,
+                                             "identity": erm_identity(datasets, spec, cfg)})
     return model, result
+
+
+def erm_identity(datasets: dict[str, GroupImageDataset], spec: ModelSpec, cfg: TrainConfig) -> dict:
+    """What decides the ERM model a run trains: its settings, the architecture and the train/val data."""
+    data = {s: [dataset_key(datasets[s]), hashlib.sha256(np.ascontiguousarray(datasets[s].y)).hexdigest()[:16]]
+            for s in ("train", "val")}
+    identity = {"train": {k: getattr(cfg, k) for k in ERM_SETTINGS},
+                "model": {"arch": spec.arch, "image_size": spec.image_size, "pretrained": spec.pretrained},
+                "data": data}
+    return json.loads(json.dumps(identity))  # as it reads back from train.json
+
+
+def reuse_erm(erm_dir: Path, datasets: dict[str, GroupImageDataset], spec: ModelSpec, cfg: TrainConfig,
+              convention: Convention, device: torch.device,
+              log: Callable[[str], None] = print) -> MethodRun | None:
+    """The ``erm`` row of one seed from the audited model in ``erm_dir`` (the ``train_erm`` stage), when
+    that model is exactly what the row would train (same seed, settings, architecture and data): same
+    selection (plain validation accuracy), same test evaluation, without training it a second time.
+    None when it is not (another seed, ``erm_epochs``, no record): the caller trains the row."""
+    path = Path(erm_dir) / ERM_RECORD
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        log(f"erm seed {cfg.seed}: no readable {path}, training it")
+        return None
+    wanted, found = erm_identity(datasets, spec, cfg), record.get("identity") or {}
+    if found != wanted:
+        differ = sorted({f"{part}.{k}" for part in wanted for k in wanted[part]
+                         if (found.get(part) or {}).get(k) != wanted[part][k]})
+        log(f"erm seed {cfg.seed}: the audited model in {erm_dir} differs ({', '.join(differ)}), training it")
+        return None
+    model = load_classifier(erm_dir, device)
+    pred = predict(model, image_source(datasets["test"], spec.image_size, spec.num_workers), device,
+                   cfg.eval_batch_size)
+    metrics = score_on_test(pred, datasets, convention)
+    metrics.update({"best_epoch": record["best_epoch"], "selection": record["selection"],
+                    "selection_groups": "none", "model": str(erm_dir)})
+    result = TrainResult(best_epoch=record["best_epoch"], best_score=record["best_val_acc"],
+                         selection=record["selection"], history=record["history"])
+    log(f"erm seed {cfg.seed}: the audited model in {erm_dir} (same run, not trained again): test worst-group "
+        f"{metrics['worst_group_acc']:.4f} avg {metrics['avg_acc']:.4f} (best epoch {result.best_epoch})")
+    return MethodRun("erm", cfg.seed, metrics, result)
 
 
 def score_on_test(pred: np.ndarray, datasets: dict[str, GroupImageDataset], convention: Convention) -> dict:

@@ -3,7 +3,8 @@
 
 ``metrics.json``: ``methods.<name>.worst_group_acc`` / ``.avg_acc`` (fractions in [0, 1], mean over
 seeds), ``.group_acc`` (per true test group), their ``*_std``, and the average-accuracy convention.
-Per-seed numbers go to ``per_seed.json`` so that ``dvc metrics diff`` stays readable.
+Per-seed numbers go to ``per_seed.json``. None of these is a DVC metric: :func:`summary_metrics` picks the
+few numbers that are (see its docstring).
 """
 
 from __future__ import annotations
@@ -107,3 +108,23 @@ def write_results(out_dir: Path, metrics: dict, per_seed: dict, histories: dict[
     atomic_write_json(out_dir / "per_seed.json", per_seed)
     atomic_write_text(out_dir / "table.md", table_markdown(metrics))
     atomic_write_json(out_dir / "metrics.json", metrics)
+
+
+def summary_metrics(results: dict, labelling: dict | None = None) -> dict:
+    """The pipeline's DVC metrics: a few numbers whose names never depend on the dataset, its classes or
+    attribute values, so every experiment fills the same ``dvc exp show`` columns.
+
+    ``<method>``: ``test/worst_group_acc`` and ``test/avg_acc`` (mean over seeds) for every method run;
+    ``labelling``: ``train/conflicting_f1`` (F1 of the bias-conflicting slice, mean over classes) and
+    ``train/accuracy`` (aligned/conflicting accuracy), None where the true attributes are unknown. Everything
+    else (per group, per class, per seed, timings) stays in the plain files the stages write.
+    """
+    out: dict = {
+        name: {"test/worst_group_acc": m["worst_group_acc"], "test/avg_acc": m["avg_acc"]}
+        for name, m in results["methods"].items()
+    }
+    train = (labelling or {}).get("train") or {}
+    f1s = [c["f1_conflicting"] for c in (train.get("per_class") or {}).values() if c.get("f1_conflicting") is not None]
+    out["labelling"] = {"train/conflicting_f1": sum(f1s) / len(f1s) if f1s else None,
+                        "train/accuracy": train.get("accuracy")}
+    return out

@@ -128,6 +128,7 @@ def cached_image_embeddings(encoder: ClipEncoder, dataset: GroupImageDataset, ca
     from safetensors.torch import load_file, save
 
     from dro.io import atomic_writer
+    from dro.progress import progress_bar
 
     key = hashlib.sha256(f"{encoder.name}|{dataset_key(dataset)}".encode()).hexdigest()[:20]
     path = Path(cache_dir) / f"{dataset.info.name}-{dataset.split}-{key}.safetensors"
@@ -137,7 +138,9 @@ def cached_image_embeddings(encoder: ClipEncoder, dataset: GroupImageDataset, ca
             log(f"image embeddings from cache {path}")
             return emb
     log(f"embedding {len(dataset)} {dataset.split} images with CLIP {encoder.name}")
-    emb = encoder.encode_images(dataset, batch_size, num_workers=num_workers)
+    with progress_bar(desc=f"CLIP {dataset.split} images", total=len(dataset), unit="img") as bar:
+        emb = encoder.encode_images(dataset, batch_size, num_workers=num_workers,
+                                    progress=lambda done, _total: bar.update(done - bar.n))
     with atomic_writer(path, "wb") as f:
         f.write(save({"embeddings": emb.contiguous()}))
     return emb

@@ -35,6 +35,7 @@ from torch import nn
 from dro.evaluate import group_accuracies, worst_group_accuracy
 from dro.group_dro import ERMLoss, GroupDROLoss, epoch_order
 from dro.io import atomic_write_json, atomic_writer
+from dro.progress import progress_bar
 from dro.sources import InputSource, predict
 
 LAST = "last.pt"
@@ -258,6 +259,8 @@ def train(
         module.train()
         order = epoch_order(n, cfg.seed, epoch, groups=train_data.groups, balanced=balanced)
         loss_sum, correct, seen = 0.0, 0, 0
+        bar = progress_bar(desc=f"epoch {epoch}/{cfg.epochs}", total=-(-len(order) // cfg.batch_size),
+                           unit="batch", leave=False)  # within an epoch; each epoch ends with a log line
         for step, (idx, x) in enumerate(train_data.source.iterate(order, cfg.batch_size, device)):
             ti = torch.from_numpy(idx)
             yb = y_all[ti].to(device)
@@ -270,8 +273,10 @@ def train(
             loss_sum += float(loss.detach()) * len(idx)
             correct += int((logits.detach().argmax(1) == yb).sum())
             seen += len(idx)
+            bar.update(1)
             if on_batch is not None:
                 on_batch(epoch, step)
+        bar.close()
         row = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1)}
         row.update(_validate(module, val_data, device, cfg.eval_batch_size))
         if isinstance(loss_fn, GroupDROLoss):

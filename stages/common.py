@@ -51,6 +51,7 @@ def stage_main(fn: Callable[[], None]) -> Callable[[], None]:
     @functools.wraps(fn)
     def wrapper() -> None:
         os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+        show_progress_in_logs()
         try:
             fn()
         except user_errors() as e:
@@ -76,15 +77,52 @@ def one_line(e: BaseException) -> str:
     return text
 
 
+def show_progress_in_logs() -> None:
+    """What a stage prints reaches a log as it happens: stdout line-buffered even when it is not a
+    terminal (else block buffering holds every line until the stage ends), and the project's own
+    ``logging`` messages (``dexter.*``, ``dro.*``: which class is being reasoned about, gate results) on
+    stderr. In a log, the libraries' own bars (model loading, downloads) are switched off: they redraw with
+    carriage returns, while the project's bars (``dro.progress``) print plain lines. Idempotent."""
+    import logging
+
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(line_buffering=True)
+    if not sys.stderr.isatty():  # read when tqdm / huggingface_hub are first imported, after this
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for name in ("dexter", "dro"):
+        logger = logging.getLogger(name)
+        if not any(getattr(h, "_stage_handler", False) for h in logger.handlers):
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            handler._stage_handler = True  # type: ignore[attr-defined]
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+
+
 def resolve_device(spec: str):
-    """``auto`` -> cuda if available else cpu; anything else is passed to torch, checked early."""
+    """``auto`` -> cuda if available else cpu; anything else is passed to torch, checked early (an unknown
+    device, or a GPU this machine does not have, is a one-line error before any model is loaded)."""
     import torch
 
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise StageInputError(f"device: {spec!r} asked for, but no CUDA device is available (use 'auto' or 'cpu')")
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, ValueError):
+        raise StageInputError(
+            f"device: {spec!r} is not a device (use 'auto', 'cpu', 'cuda' or 'cuda:<index>')") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise StageInputError(f"device: {spec!r} asked for, but no CUDA device is available (use 'auto' or 'cpu')")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise StageInputError(f"device: {spec!r} asked for, but this machine has {torch.cuda.device_count()} "
+                                  "CUDA device(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise StageInputError(f"device: {spec!r} asked for, but MPS is not available (use 'auto' or 'cpu')")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise StageInputError(f"device: {spec!r}: the stages run on 'cpu', 'cuda' or 'mps'")
     return device
 
 

@@ -1,4 +1,5 @@
-"""Stage ``report``: the audit people read (results/report.md + report.html) and results/keywords.json."""
+"""Stage ``report``: the audit people read (results/report.md + report.html), results/keywords.json, and
+the pipeline's few DVC metrics (``metrics/summary.json``, see ``dro.report.summary_metrics``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 from pathlib import Path
 
 from stages.common import METRICS_DIR, OUTPUTS_DIR, RESULTS_DIR, stage_main
+
+SUMMARY = METRICS_DIR / "summary.json"
 
 
 @stage_main
@@ -21,6 +24,7 @@ def main() -> None:
 
     from dro.audit_report import collect_classes, frame_grid, keywords_by_class, render_html, render_markdown
     from dro.io import atomic_write_json, atomic_write_text
+    from dro.report import summary_metrics
 
     audits = collect_classes(OUTPUTS_DIR / "dexter", OUTPUTS_DIR / "reasoning")
     labelling_path = METRICS_DIR / "labelling.json"
@@ -42,6 +46,8 @@ def main() -> None:
     atomic_write_text(RESULTS_DIR / "report.md", markdown)
     atomic_write_text(RESULTS_DIR / "report.html", render_html(markdown, grids))
     atomic_write_json(RESULTS_DIR / "keywords.json", keywords_by_class(audits))
+    results = json.loads((RESULTS_DIR / "metrics.json").read_text())
+    atomic_write_json(SUMMARY, summary_metrics(results, labelling))
     print(f"wrote {RESULTS_DIR / 'report.md'} and report.html for {len(audits)} classes")
 
 

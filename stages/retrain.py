@@ -6,6 +6,11 @@ retrained classifiers in ``outputs/retrain/<method>/seed<k>``.
 the audited ERM model's backbone (``outputs/erm``) and retrains its head over cached features.
 Every run checkpoints under ``outputs/checkpoints/retrain/<mode>/<method>/seed<k>`` and resumes; after a kill
 the runs already finished are not trained again, but a rerun of a completed stage (``-f``) retrains all.
+
+ERM is trained once: in ``full`` mode the ``erm`` row of seed ``seed`` IS the audited model of the
+``train_erm`` stage (``outputs/erm``, trained with that seed and the same settings), evaluated on test
+like every row; only the other seeds of ``seeds`` train an ERM model here (``outputs/retrain/erm/``).
+If ``train.erm_epochs`` makes the audited model differ from the row, the row is trained as well.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ def run(argv: list[str] | None = None) -> None:
 
     from dro.data import open_prepared
     from dro.evaluate import convention_for
-    from dro.pipeline import load_pseudo_groups, retrain
+    from dro.pipeline import load_pseudo_groups, retrain, reuse_erm
     from dro.models import load_classifier
     from dro.report import build_metrics, write_results
 
@@ -52,13 +57,19 @@ def run(argv: list[str] | None = None) -> None:
         cfg = full_train_config(params, seed) if mode == "full" else last_layer_train_config(params, seed)
         for method in methods:
             log(f"== {method}, seed {seed}, mode {mode}")
-            with input_errors():
-                run_ = retrain(method, datasets, model_spec(params), cfg, pseudo=pseudo, mode=mode,
-                               erm_model=erm_model,
-                               ckpt_dir=CHECKPOINTS / "retrain" / mode / method / f"seed{seed}",
-                               cache_dir=CACHE / "features", model_out=RETRAIN_DIR / method / f"seed{seed}",
-                               convention=convention_for(params.dataset), device=device, log=log,
-                               session=session)
+            run_ = None
+            if method == "erm" and mode == "full":
+                with input_errors():
+                    run_ = reuse_erm(args.erm, datasets, model_spec(params), cfg,
+                                     convention_for(params.dataset), device, log=log)
+            if run_ is None:
+                with input_errors():
+                    run_ = retrain(method, datasets, model_spec(params), cfg, pseudo=pseudo, mode=mode,
+                                   erm_model=erm_model,
+                                   ckpt_dir=CHECKPOINTS / "retrain" / mode / method / f"seed{seed}",
+                                   cache_dir=CACHE / "features", model_out=RETRAIN_DIR / method / f"seed{seed}",
+                                   convention=convention_for(params.dataset), device=device, log=log,
+                                   session=session)
             per_seed[method].append({"seed": seed, **run_.metrics})
             histories[method].append(run_.result.history)
     metrics = build_metrics(params.dataset, per_seed, params.seeds, mode)

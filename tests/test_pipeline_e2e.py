@@ -68,7 +68,8 @@ def repro(workspace) -> subprocess.CompletedProcess:
 def test_every_stage_ran_and_wrote_its_outputs(workspace, repro):
     for path in ("metrics/data.json", "metrics/world.json", "metrics/erm.json", "metrics/labelling.json",
                  "results/metrics.json", "results/table.md", "results/report.md", "results/report.html",
-                 "results/keywords.json", "outputs/dexter/class_0", "outputs/dexter/class_1"):
+                 "results/keywords.json", "outputs/dexter/class_0", "outputs/dexter/class_1",
+                 "metrics/summary.json"):
         assert (workspace / path).exists(), f"{path} missing after dvc repro"
 
 
@@ -94,6 +95,23 @@ def test_keywords_cover_every_class_and_come_from_the_world_vocabulary(workspace
 def test_second_repro_reruns_nothing(workspace, repro):
     again = run([sys.executable, "-m", "dvc", "repro"], workspace)
     assert "Running stage" not in again.stdout, again.stdout
+
+
+def test_dropping_a_class_from_the_params_leaves_the_other_class_cached(workspace, repro):
+    path = workspace / "params.yaml"
+    original = path.read_text()
+
+    def status_after(edit) -> dict:
+        params = yaml.safe_load(original)
+        edit(params["dexter"])
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+        return json.loads(run([sys.executable, "-m", "dvc", "status", "--json"], workspace).stdout or "{}")
+
+    try:
+        assert not [s for s in status_after(lambda d: d.update(classes=[1])) if s.startswith("explain")]
+        assert {"explain@0", "explain@1"} <= set(status_after(lambda d: d.update(lr=0.05)))  # a real change
+    finally:
+        path.write_text(original)
 
 
 def test_changing_one_dexter_class_reruns_only_that_class(workspace, repro):

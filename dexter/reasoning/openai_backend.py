@@ -34,6 +34,7 @@ from dexter.reasoning.cache import ResponseCache, cache_key
 from dexter.reasoning.errors import ReasoningError
 from dexter.reasoning.prompt_files import load_prompts
 from dexter.reasoning.schema import AttributeProposal, check_caption, finalize_attributes
+from dro.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -235,8 +236,11 @@ class OpenAIBackend:
     def caption(self, class_name: str, images: Sequence[Path]) -> list[str | None]:
         if not images:
             return []
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(images))) as pool:
+        with (ThreadPoolExecutor(max_workers=min(self.concurrency, len(images))) as pool,
+              progress_bar(desc=f"captions of {class_name}", total=len(images), unit="image") as bar):
             futures = [pool.submit(self._caption_one, class_name, Path(p)) for p in images]
+            for f in futures:
+                f.add_done_callback(lambda _: bar.update(1))
             wait(futures, return_when="FIRST_EXCEPTION")
             for f in futures:
                 if f.done() and f.exception() is not None:

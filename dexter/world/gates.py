@@ -20,6 +20,7 @@ import torch
 from dexter.world.captions import ATTRIBUTES, full_caption, single_word_prompt
 from dexter.world.data import HELDOUT_STREAM, attribute_array, render_tensor, world_config, world_samples
 from dro.io import atomic_write_json
+from dro.progress import progress_bar
 
 log = logging.getLogger(__name__)
 CLIP_TARGET = 0.95
@@ -79,7 +80,8 @@ def generate(pipe, prompts: list[str], seed: int, batch_size: int = 50) -> torch
     """DEXTER's sampling setting through the pipeline itself; N x 3 x H x W in [-1, 1]."""
     g = torch.Generator().manual_seed(seed)
     out = []
-    for i in range(0, len(prompts), batch_size):
+    for i in progress_bar(range(0, len(prompts), batch_size), desc=f"world gates: generating {len(prompts)} images",
+                          unit="batch"):
         imgs = pipe(
             prompt=prompts[i : i + batch_size], num_inference_steps=SAMPLING_STEPS, guidance_scale=GUIDANCE,
             generator=g, output_type="pt",

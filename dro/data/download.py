@@ -143,11 +143,11 @@ def fetch(
 
 
 def _copy(response, part: Path, mode: str, chunk_size: int, total: int | None, name: str) -> None:
-    from tqdm import tqdm
+    from dro.progress import progress_bar
 
     initial = part.stat().st_size if mode == "ab" and part.exists() else 0
-    with open(part, mode) as f, tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=name,
-                                     disable=None) as bar:
+    with open(part, mode) as f, progress_bar(total=total, initial=initial, unit="B", unit_scale=True,
+                                             desc=name) as bar:
         while chunk := response.read(chunk_size):
             f.write(chunk)
             bar.update(len(chunk))

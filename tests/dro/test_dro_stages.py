@@ -60,6 +60,42 @@ def test_stages_end_to_end(tmp_path, monkeypatch):
     assert curves[0].startswith("epoch,erm,groupdro_oracle,dro_dexter,") and len(curves) == 1 + 2
     erm = json.loads(Path("metrics/erm.json").read_text())
     assert erm["selection"] == "val_avg" and 0 <= erm["test_worst_group_acc"] <= erm["test_avg_acc"] <= 1
+    # ERM is trained once: the erm row of seed `seed` (0) is the audited model, evaluated the same way;
+    # only the other seed trains an ERM model in the retrain stage.
+    per_seed = json.loads(Path("results/per_seed.json").read_text())
+    row0, row1 = per_seed["erm"]
+    assert (row0["seed"], row0["model"]) == (0, "outputs/erm") and "model" not in row1
+    assert (row0["worst_group_acc"], row0["avg_acc"]) == (erm["test_worst_group_acc"], erm["test_avg_acc"])
+    assert row0["group_acc"] == erm["test_group_acc"] and row0["best_epoch"] == erm["best_epoch"]
+    assert not Path("outputs/checkpoints/retrain/full/erm/seed0").exists()
+    assert Path("outputs/checkpoints/retrain/full/erm/seed1/last.pt").exists()
+    assert not Path("outputs/retrain/erm/seed0").exists() and Path("outputs/retrain/erm/seed1").is_dir()
     # a rerun (a new invocation: every run is trained again) reproduces the metrics
     retrain.run([])
     assert json.loads(Path("results/metrics.json").read_text()) == metrics
+
+
+def test_erm_row_is_trained_when_the_audited_model_differs(tmp_path, small_world, capsys):
+    """Another seed, other epochs or other data: the audited model is not the row's run, so no reuse."""
+    from dataclasses import replace
+
+    from dro.evaluate import convention_for
+    from dro.pipeline import ModelSpec, reuse_erm, train_erm_classifier
+    from dro.train import TrainConfig
+
+    spec = ModelSpec(arch="small_cnn", image_size=16)
+    cfg = TrainConfig(method="erm", epochs=1, batch_size=128, lr=0.003, seed=0, optimizer="adam")
+    model, _ = train_erm_classifier(small_world, spec, cfg, tmp_path / "ckpt", tmp_path / "erm", "cpu", log=print)
+    run = reuse_erm(tmp_path / "erm", small_world, spec, replace(cfg, eta=0.5, eval_batch_size=64),
+                    convention_for("synthetic"), "cpu")  # settings ERM does not use do not matter
+    assert run is not None and run.result.history and run.metrics["model"] == str(tmp_path / "erm")
+    for other in (replace(cfg, seed=1), replace(cfg, epochs=2)):
+        assert reuse_erm(tmp_path / "erm", small_world, spec, other, convention_for("synthetic"), "cpu") is None
+    assert reuse_erm(tmp_path / "erm", small_world, replace(spec, image_size=32), cfg,
+                     convention_for("synthetic"), "cpu") is None
+    smaller = {**small_world, "train": small_world["val"]}
+    assert reuse_erm(tmp_path / "erm", smaller, spec, cfg, convention_for("synthetic"), "cpu") is None
+    out = capsys.readouterr().out
+    assert "differs (train.seed)" in out and "differs (train.epochs)" in out and "model.image_size" in out
+    assert "data.train" in out
+    assert reuse_erm(tmp_path / "nothing", small_world, spec, cfg, convention_for("synthetic"), "cpu") is None
