@@ -3,10 +3,13 @@
 Layout under an output folder::
 
     <class_index:03d>_<class_name>/
-        keywords.json          {"class_index", "class_name", "mode", "keywords": [one per run],
-                                "runs": [{"run", "words", "prompt", "steps", "stopped_early", "hits"}]}
+        keywords.json          {"class_index", "class_name", "mode", "keywords": [one per run], "frames_flagged",
+                                "runs": [{"run", "words", "prompt", "steps", "stopped_early", "hits",
+                                          "hit_images", "frames_flagged"}]}
                                keyword = the run's pseudo-label of mask 1 (runs without one add none);
-                               words = the run's pseudo-labels in mask order (masks without one omitted)
+                               words = the run's pseudo-labels in mask order (masks without one omitted);
+                               hits = steps whose images were all classified as the class, hit_images =
+                               such images; frames_flagged = saved frames the safety checker blanked
         run_<r>/
             config.json        the run's settings (models, seeds, excluded words; never a secret)
             losses.csv         one row per optimisation step
@@ -34,6 +37,7 @@ import torch
 
 from dro.io import atomic_write_json, atomic_write_text, atomic_writer
 
+RUN_KEYS = ("run", "words", "prompt", "steps", "stopped_early", "hits", "hit_images", "frames_flagged")
 LOSS_COLUMNS = ("step", "loss", "activation_loss", "mask_loss", "class_loss", "class_prob", "hit", "words",
                 "labels", "mask_losses")
 
@@ -106,13 +110,15 @@ def write_keywords(out_dir: str | Path, class_index: int, class_name: str, mode:
         "class_name": class_name,
         "mode": mode,
         "keywords": [r["keyword"] for r in runs if r.get("keyword")],
-        "runs": [{k: r[k] for k in ("run", "words", "prompt", "steps", "stopped_early", "hits")} for r in runs],
+        "frames_flagged": sum(r.get("frames_flagged", 0) for r in runs),
+        "runs": [{k: r[k] for k in RUN_KEYS if k in r} for r in runs],
     })
     return path
 
 
 __all__ = [
     "LOSS_COLUMNS",
+    "RUN_KEYS",
     "class_dir",
     "completed_runs",
     "frame_name",
