@@ -34,6 +34,7 @@ from dexter.objective import (
     mask_reference_neurons,
     neuron_losses,
 )
+from dexter.presets import PRESETS
 from dexter.pseudo_labels import MaskSlot, candidate_filter, new_slots, update_slots
 from dexter.sampler import initial_latents, sample_images
 from dexter.text import TEMPLATES, TextSide, gumbel_straight_through, init_soft_prompt
@@ -41,13 +42,6 @@ from dexter.vocab_map import VocabMap
 
 
 STEP_NOISE = ("fresh", "fixed")
-
-# Named settings of the paper. bias-report: the bias-report experiments run multi-word for up to 5,000 steps
-# and stop once 50 images classified as the class have been collected (the frames the report is written
-# from); the 3-consecutive-hits early stop would end them long before that, so it is off.
-PRESETS: dict[str, dict[str, Any]] = {
-    "bias-report": {"mode": "multi", "steps": 5000, "collect_hits": 50, "early_stop": 0},
-}
 
 
 @dataclass(frozen=True)
@@ -233,7 +227,7 @@ class StepResult:
     """What one state did in one step (for outputs and progress)."""
 
     row: dict[str, Any]
-    images: torch.Tensor  # (images_per_step, 3, H, W) detached, on the CPU
+    images: torch.Tensor  # (images_per_step, 3, H, W) detached, on the CPU, NOT safety-checked
     image_hits: list[bool]
 
 
@@ -354,6 +348,7 @@ def run_config(models: DexterModels, state: RunState, extra: dict[str, Any] | No
         "dtype": str(models.sd.dtype).removeprefix("torch."),
         "safety_checker": ("on" if models.safety is not None else "none shipped") if models.config.safety_checker
         else "off",
+        "classifier_input": models.classifier.info,  # weights and preprocessing that ran (dexter.classifiers)
         **(extra or {}),
     }
 
@@ -401,7 +396,8 @@ def explain_classes(
     def next_state(job: _ClassJob) -> RunState | None:
         if len(job.done_runs) >= cfg.runs_per_class:
             runs = job.done_runs[: cfg.runs_per_class]
-            finished[job.index] = outputs.write_keywords(out_dir, job.index, job.name, cfg.mode, runs)
+            finished[job.index] = outputs.write_keywords(out_dir, job.index, job.name, cfg.mode, runs,
+                                                         classifier_input=models.classifier.info)
             if on_class_done is not None:
                 on_class_done(job.index, finished[job.index])
             return None

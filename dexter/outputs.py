@@ -3,7 +3,8 @@
 Layout under an output folder::
 
     <class_index:03d>_<class_name>/
-        keywords.json          {"class_index", "class_name", "mode", "keywords": [one per run], "frames_flagged",
+        keywords.json          {"class_index", "class_name", "mode", "classifier_input", "keywords": [one per run],
+                                "frames_flagged",
                                 "runs": [{"run", "words", "prompt", "steps", "stopped_early", "hits",
                                           "hit_images", "frames_flagged"}]}
                                keyword = the run's pseudo-label of mask 1 (runs without one add none);
@@ -103,12 +104,13 @@ def completed_runs(directory: Path) -> list[dict[str, Any]]:
 
 
 def write_keywords(out_dir: str | Path, class_index: int, class_name: str, mode: str,
-                   runs: Sequence[dict[str, Any]]) -> Path:
+                   runs: Sequence[dict[str, Any]], classifier_input: dict[str, Any] | None = None) -> Path:
     path = keywords_path(out_dir, class_index, class_name)
     atomic_write_json(path, {
         "class_index": class_index,
         "class_name": class_name,
         "mode": mode,
+        "classifier_input": classifier_input or {},
         "keywords": [r["keyword"] for r in runs if r.get("keyword")],
         "frames_flagged": sum(r.get("frames_flagged", 0) for r in runs),
         "runs": [{k: r[k] for k in RUN_KEYS if k in r} for r in runs],
