@@ -63,6 +63,11 @@ class FeatureHeadClassifier(nn.Module):
         self.features = features
         self.head = head
         self.preprocess = preprocess
+        owner = getattr(preprocess, "__self__", None)
+        if isinstance(owner, nn.Module) and owner is not self:
+            # preprocess is a method of a module (the pipeline's classifiers: their mean/std buffers live on the
+            # model): register that module so that .to(device) moves what preprocess reads.
+            self.preprocess_owner = owner
         self.class_names = list(class_names)
         self.info = dict(info or {})  # where the weights and the input setting came from (for the outputs)
 
@@ -353,6 +358,74 @@ def wrap_pipeline_classifier(model: nn.Module) -> FeatureHeadClassifier:
                                  info={"preprocess": "the classifier's own"}).eval()
 
 
+def as_feature_head_classifier(model: nn.Module, transforms: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                               class_names: Sequence[str] | None = None) -> FeatureHeadClassifier:
+    """Any classifier + the transforms that feed it -> a :class:`FeatureHeadClassifier` (the original code's pair).
+
+    A :class:`FeatureHeadClassifier` keeps its features and head; ``transforms`` becomes its preprocessing
+    (it must not have one already: the input would be transformed twice). A model with the pipeline's
+    interface (``preprocess``/``backbone``/``head``) is wrapped with its own preprocessing. Any other
+    ``nn.Module`` is copied and split at its last ``nn.Linear`` (features = that layer's input).
+    ``transforms=None`` feeds the generated [0, 1] image as it is.
+    """
+    import copy
+
+    if isinstance(model, FeatureHeadClassifier):
+        has_own = not isinstance(model.preprocess, nn.Identity)
+        if transforms is not None and has_own:
+            raise ClassifierError("this classifier already preprocesses its input; pass transforms=None, or "
+                                  "give the transforms to a classifier without preprocessing")
+        preprocess = transforms if transforms is not None else model.preprocess
+        return FeatureHeadClassifier(model.features, model.head, preprocess, class_names or model.class_names,
+                                     info=model.info).eval()
+    if all(hasattr(model, a) for a in ("preprocess", "backbone", "head", "class_names")):
+        if transforms is not None:
+            raise ClassifierError(f"{type(model).__name__} has its own preprocess; pass transforms=None")
+        return wrap_pipeline_classifier(model)
+    features, head = _split_head(copy.deepcopy(model))
+    if class_names is None and head.out_features == 1000:
+        class_names = _original_weights("resnet50").meta["categories"]  # ImageNet
+    names = class_names or [f"class{i}" for i in range(head.out_features)]
+    return FeatureHeadClassifier(features, head, transforms if transforms is not None else nn.Identity(), names,
+                                 info={"preprocess": "the transforms given" if transforms is not None else "none"}
+                                 ).eval()
+
+
+def build_classifier_and_transforms(clf: str, device: str | torch.device = "cpu", use_tfms: bool = True, *,
+                                    checkpoint: str | Path | None = None, preprocess: str = "auto",
+                                    trust_checkpoint: bool = False,
+                                    class_names: Sequence[str] | None = None):
+    """The original code's entry point: ``(classifier, transforms)`` for a classifier name.
+
+    ``clf``: ``robust50`` (reads ``checkpoint``, default ``checkpoints/robust_resnet50.pth`` as the original
+    does), a torchvision name (``resnet50``, ``vit_b_16``, ...), or a folder holding a classifier trained by
+    this pipeline. The classifier comes back WITHOUT preprocessing and ``transforms`` is its input setting
+    (None when ``use_tfms`` is False, as in the original): hand both to ``DEXTER.analyze_classifier`` or
+    ``dexter.metrics.activation_score.activation_score``. The classifier stays fp32 (the original casts
+    it to fp16; DEXTER's gradients flow through it).
+    """
+    if Path(str(clf)).is_dir():
+        from dro.models import ModelError, load_classifier
+
+        try:
+            full = wrap_pipeline_classifier(load_classifier(clf))
+        except ModelError as err:
+            raise ClassifierError(str(err)) from None
+    elif clf == "robust50":
+        full = load_robust_resnet50(checkpoint or ROBUST50_DEFAULT_CHECKPOINT, class_names=class_names,
+                                    preprocess=preprocess, trust_checkpoint=trust_checkpoint)
+    else:
+        full = load_torchvision(clf, checkpoint=checkpoint, class_names=class_names, preprocess=preprocess,
+                                trust_checkpoint=trust_checkpoint)
+    transforms = full.preprocess
+    bare = FeatureHeadClassifier(full.features, full.head, nn.Identity(), full.class_names, info=full.info)
+    bare.to(device).eval()
+    owner = transforms if isinstance(transforms, nn.Module) else getattr(transforms, "__self__", None)
+    if isinstance(owner, nn.Module):
+        owner.to(device)
+    return bare, (transforms if use_tfms else None)
+
+
 def freeze_classifier(clf: FeatureHeadClassifier, device: torch.device | str,
                       dtype: torch.dtype = torch.float32) -> FeatureHeadClassifier:
     clf.to(device=device, dtype=dtype)
@@ -369,6 +442,8 @@ __all__ = [
     "PREPROCESS",
     "ROBUST50_DEFAULT_CHECKPOINT",
     "ResizeNormalize",
+    "as_feature_head_classifier",
+    "build_classifier_and_transforms",
     "check_torchvision_name",
     "freeze_classifier",
     "load_robust_resnet50",

@@ -202,3 +202,16 @@ def test_original_setting_asks_for_the_v1_weights(tmp_path, monkeypatch):
     clf = load_torchvision("resnet50")  # default: the original's setting -> V1, found in the cache
     assert torch.equal(clf.head.weight, net.fc.weight) and clf.info["weights"].endswith("IMAGENET1K_V1")
     assert ResNet50_Weights.IMAGENET1K_V1.url != ResNet50_Weights.DEFAULT.url
+
+
+def test_moving_a_wrapped_pipeline_classifier_moves_what_its_preprocess_reads():
+    """The pipeline's classifiers keep mean/std buffers on the model, outside backbone and head."""
+    from dro.models import build_classifier
+
+    from dexter.classifiers import wrap_pipeline_classifier
+
+    model = build_classifier("small_cnn", ("a", "b"), 16, width=4)
+    clf = wrap_pipeline_classifier(model).to(torch.float64)
+    assert model._mean.dtype == torch.float64  # on a GPU: the device would be moved the same way
+    logits, _ = clf(torch.rand(1, 3, 16, 16, dtype=torch.float64))
+    assert logits.dtype == torch.float64
