@@ -228,3 +228,22 @@ def add_tiny_safety_checker(sd_dir: str | Path, flag_all: bool = True, image_siz
     index["requires_safety_checker"] = True
     index_path.write_text(json.dumps(index, indent=2))
     return sd_dir
+
+
+def letter_words(n: int) -> list[str]:
+    """n distinct letter-only words that are each ONE token of a word-level CLIP tokenizer.
+
+    The first letter is from a-m, the rest from n-z: no word's first merge can fire inside another word, so
+    the merge chains never conflict (see dexter.word_tokenizers). For tokenizers of the real vocabulary sizes.
+    """
+    import itertools
+
+    first, rest = "abcdefghijklm", "nopqrstuvwxyz"
+    out: list[str] = []
+    for length in itertools.count(2):
+        for head in first:
+            for tail in itertools.product(rest, repeat=length - 1):
+                out.append(head + "".join(tail))
+                if len(out) == n:
+                    return out
+    return out
