@@ -18,7 +18,7 @@ the original's reasoning step (``Metrics``) is ``dexter explain --reasoning`` / 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 

@@ -50,8 +50,8 @@ def update_slots(slots: Sequence[MaskSlot], predicted: Sequence[int], losses: Se
     """Apply one step's predictions and aggregated losses to every mask, in place. Returns which labels changed.
 
     A predicted word is considered only if it is in ``allowed`` (None = any) and not in ``blocked`` (the
-    filters: sub-word pieces, special tokens, punctuation, words of earlier runs). A skipped word leaves
-    no history.
+    filters: sub-word pieces, special tokens, punctuation, words with no CLIP whole-word token, words of
+    earlier runs). A skipped word leaves no history.
     """
     if not len(slots) == len(predicted) == len(losses):
         raise ValueError(f"{len(slots)} masks, {len(predicted)} predictions, {len(losses)} losses")

@@ -354,7 +354,8 @@ def test_safety_checker_blanks_and_counts_saved_frames(model_set, tmp_path):
     assert json.loads((out / "000_class0/keywords.json").read_text())["frames_flagged"] == 3
     assert json.loads((out / "000_class0/run_0/config.json").read_text())["safety_checker"] == "on"
 
-    off = load_dexter_models(_always(0), DexterConfig(steps=3, early_stop=0, runs_per_class=1, safety_checker=False), str(sd_dir),
+    off_cfg = DexterConfig(steps=3, early_stop=0, runs_per_class=1, safety_checker=False)
+    off = load_dexter_models(_always(0), off_cfg, str(sd_dir),
                              model_set["bert"], cache_dir=tmp_path / "c")
     assert off.safety is None
     out = _run(off, tmp_path, "off", classes=(0,))
