@@ -12,20 +12,37 @@ through it into the generated image.
 Sources: a torchvision architecture by name (ImageNet weights when they can be fetched, class names from
 the weights' metadata), a checkpoint for a torchvision architecture, the robust ResNet-50 checkpoint of
 the Salient-ImageNet work (``{"model": {"module.model.conv1.weight": ...}}``), or the adapter directly.
+
+Classifier input. For the classifiers the original DEXTER code supports (``robust50``, ``resnet50``,
+``vit_b_16``) the default is that code's setting, the one the paper's numbers come from (``preprocess=
+"original"``): torchvision's IMAGENET1K_V1 weights and ``Resize(256)`` of the WHOLE generated image
+(``Resize(224)`` for ViT-B/16, whose position embeddings fix a 224 px input), bilinear without
+antialiasing (torchvision's ``antialias=None`` on tensors), no centre crop. ``preprocess="torchvision"``
+uses the weights' own recipe instead (DEFAULT weights, e.g. ResNet-50 IMAGENET1K_V2, resize 232 + centre
+crop 224), which is also what every other torchvision model gets. ``clf.info`` says which one ran; it is
+written to each run's config.json and keywords.json.
 """
 
 from __future__ import annotations
 
 from dexter.errors import DexterInputError
 
+import pickle
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# The original code's input side per classifier (Resize(side) of the whole image); its weights are V1.
+ORIGINAL_INPUT_SIDE = {"robust50": 256, "resnet50": 256, "vit_b_16": 224}
+PREPROCESS = ("auto", "original", "torchvision")
+ROBUST50_DEFAULT_CHECKPOINT = Path("checkpoints/robust_resnet50.pth")  # where the original code reads it
 
 
 class ClassifierError(DexterInputError):
@@ -36,7 +53,8 @@ class FeatureHeadClassifier(nn.Module):
     """``forward(x01) -> (logits, features)``; ``head`` is the final ``nn.Linear`` (C x F weight)."""
 
     def __init__(self, features: Callable[[torch.Tensor], torch.Tensor], head: nn.Linear,
-                 preprocess: Callable[[torch.Tensor], torch.Tensor], class_names: Sequence[str]) -> None:
+                 preprocess: Callable[[torch.Tensor], torch.Tensor], class_names: Sequence[str],
+                 info: dict[str, Any] | None = None) -> None:
         super().__init__()
         if not isinstance(head, nn.Linear):
             raise ClassifierError(f"head must be an nn.Linear, got {type(head).__name__}")
@@ -45,7 +63,13 @@ class FeatureHeadClassifier(nn.Module):
         self.features = features
         self.head = head
         self.preprocess = preprocess
+        owner = getattr(preprocess, "__self__", None)
+        if isinstance(owner, nn.Module) and owner is not self:
+            # preprocess is a method of a module (the pipeline's classifiers: their mean/std buffers live on the
+            # model): register that module so that .to(device) moves what preprocess reads.
+            self.preprocess_owner = owner
         self.class_names = list(class_names)
+        self.info = dict(info or {})  # where the weights and the input setting came from (for the outputs)
 
     @property
     def num_classes(self) -> int:
@@ -90,6 +114,41 @@ class Normalize(nn.Module):
         top, left = (h - self.size) // 2, (w - self.size) // 2
         x = x[..., top:top + self.size, left:left + self.size]
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+
+class ResizeNormalize(nn.Module):
+    """The original code's input: ``Resize(side)`` of the whole image (shorter side, aspect kept, NO crop),
+    bilinear without antialiasing, then mean/std normalisation. Differentiable."""
+
+    def __init__(self, side: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
+        super().__init__()
+        self.side = side
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if min(h, w) != self.side:
+            short, long = (h, w) if h <= w else (w, h)
+            new_long = int(self.side * long / short)  # torchvision's rounding (truncation)
+            size = (self.side, new_long) if h <= w else (new_long, self.side)
+            x = nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"side={self.side}, crop=None, antialias=False"
+
+
+def resolve_preprocess(name: str, preprocess: str = "auto") -> str:
+    """'auto' -> 'original' for the original code's classifiers, else 'torchvision'. Raises for bad values."""
+    if preprocess not in PREPROCESS:
+        raise ClassifierError(f"preprocess must be one of {list(PREPROCESS)}, got {preprocess!r}")
+    if preprocess == "auto":
+        return "original" if name in ORIGINAL_INPUT_SIDE else "torchvision"
+    if preprocess == "original" and name not in ORIGINAL_INPUT_SIDE:
+        raise ClassifierError(f"preprocess 'original' is the original code's setting for "
+                              f"{sorted(ORIGINAL_INPUT_SIDE)} only; use 'torchvision' for {name!r}")
+    return preprocess
 
 
 def _split_head(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
@@ -138,19 +197,25 @@ def check_torchvision_name(name: str) -> None:
 
 
 def load_torchvision(name: str, checkpoint: str | Path | None = None, class_names: Sequence[str] | None = None,
-                     pretrained: bool = True) -> FeatureHeadClassifier:
+                     pretrained: bool = True, preprocess: str = "auto",
+                     trust_checkpoint: bool = False) -> FeatureHeadClassifier:
     """A torchvision classification model by name, with ImageNet weights or the weights of ``checkpoint``.
 
     ``checkpoint``: a state dict (``.pt``/``.pth`` read with ``weights_only=True``, or ``.safetensors``), bare or
-    under ``state_dict``/``model``, with or without ``module.`` / ``module.model.`` prefixes (the robust
-    ResNet-50 format). The number of classes is read from the checkpoint's head.
+    under ``state_dict``/``model``, with or without ``module.`` / ``module.model.`` / ``model.`` prefixes (the
+    robust ResNet-50 format). The number of classes is read from the checkpoint's head. ``preprocess``:
+    see the module docstring ('auto' = the original code's setting where it has one).
+    ``trust_checkpoint`` allows ``weights_only=False`` (arbitrary pickled code: only for a file you trust).
     """
     from torchvision import models
 
     check_torchvision_name(name)
-    weights = _default_weights(name)
+    setting = resolve_preprocess(name, preprocess)
+    default = _default_weights(name)
+    weights = _original_weights(name) if setting == "original" else default
+    info: dict[str, Any] = {"name": name, "preprocess": setting}
     if checkpoint is not None:
-        state = read_state_dict(checkpoint)
+        state = read_state_dict(checkpoint, trust=trust_checkpoint)
         head_key = _head_out_features(state)
         model = models.get_model(name, weights=None, num_classes=head_key)
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -163,6 +228,7 @@ def load_torchvision(name: str, checkpoint: str | Path | None = None, class_name
         if names is None and weights is not None and len(weights.meta.get("categories", [])) == head_key:
             names = weights.meta["categories"]
         names = names or [f"class{i}" for i in range(head_key)]
+        info["weights"] = f"checkpoint {checkpoint}"
     elif pretrained:
         if weights is None:
             raise ClassifierError(f"torchvision has no pretrained weights for {name!r}; pass a checkpoint")
@@ -174,17 +240,73 @@ def load_torchvision(name: str, checkpoint: str | Path | None = None, class_name
                 f"{weights.url.rsplit('/', 1)[-1]} in {torch.hub.get_dir()}/checkpoints or pass --checkpoint"
             ) from None
         names = class_names or weights.meta["categories"]
+        info["weights"] = str(weights)
     else:
         model = models.get_model(name, weights=None)
         names = class_names or (weights.meta["categories"] if weights else None)
         names = names or [f"class{i}" for i in range(1000)]
-    crop, resize = _torchvision_transform_sizes(weights)
+        info["weights"] = "random"
+    if setting == "original":
+        transform: nn.Module = ResizeNormalize(ORIGINAL_INPUT_SIDE[name])
+        info["input"] = f"Resize({ORIGINAL_INPUT_SIDE[name]}) of the whole image, no crop"
+    else:
+        crop, resize = _torchvision_transform_sizes(default)
+        transform = Normalize(crop, resize=resize)
+        info["input"] = f"resize {resize}, centre crop {crop}"
     features, head = _split_head(model)
-    return FeatureHeadClassifier(features, head, Normalize(crop, resize=resize), names).eval()
+    return FeatureHeadClassifier(features, head, transform, names, info=info).eval()
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A checkpoint's state dict with wrapper keys and ``module.``/``module.model.`` prefixes removed."""
+def _original_weights(name: str):
+    """IMAGENET1K_V1, the weights the original code loads."""
+    from torchvision.models import get_model_weights
+
+    return get_model_weights(name)["IMAGENET1K_V1"]
+
+
+def _resave_hint(path: Path) -> str:
+    return (f"python -c \"import torch; c = torch.load('{path}', map_location='cpu', weights_only=False); "
+            f"torch.save(c.get('model', c), '{path.with_suffix('')}_weights.pt')\"")
+
+
+def _torch_load(path: Path, trust: bool) -> Any:
+    """``torch.load`` with ``weights_only=True``; a refusal becomes a one-line error that says what to do.
+
+    The robust ResNet-50 of the original code was saved by the robustness library with ``pickle_module=dill``
+    next to optimiser and schedule state: such a file may hold Python objects that the safe loader refuses.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only" not in str(e).lower() and "weights_only" not in str(e):
+            raise ClassifierError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e)[:200]}") from None
+        if not trust:
+            found = re.search(r"GLOBAL ([\w.]+)", str(e))
+            what = found.group(1) if found else "objects other than tensors"
+            raise ClassifierError(
+                f"checkpoint {path} holds pickled Python objects ({what}) that the safe loader "
+                f"(torch.load weights_only=True) refuses; if you trust the file, pass --trust-checkpoint "
+                f"(trust_checkpoint=True), or re-save its weights once: {_resave_hint(path)}"
+                + (" (pip install dill first)" if what.startswith("dill") else "")
+            ) from None
+    except Exception as e:  # noqa: BLE001
+        raise ClassifierError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e)[:200]}") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except ModuleNotFoundError as e:
+        raise ClassifierError(f"checkpoint {path} was pickled with the module {e.name!r}; install it "
+                              f"(pip install {e.name}) to read the file") from None
+    except Exception as e:  # noqa: BLE001
+        raise ClassifierError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e)[:200]}") from None
+
+
+def read_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Tensor]:
+    """A checkpoint's state dict with wrapper keys and ``module.``/``module.model.``/``model.`` prefixes removed.
+
+    The robustness-library layout (robust ResNet-50) keeps the network under ``module.model.`` (or
+    ``model.`` when saved without DataParallel) beside ``attacker.model.`` (a copy) and ``normalizer.``
+    (ImageNet mean/std, applied by our preprocessing instead): only the network's keys are kept.
+    """
     path = Path(path)
     if not path.is_file():
         raise ClassifierError(f"checkpoint {path} not found")
@@ -193,10 +315,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
         state = load_file(path)
     else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001
-            raise ClassifierError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e)[:200]}") from None
+        state = _torch_load(path, trust)
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
@@ -205,6 +324,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise ClassifierError(f"checkpoint {path} holds no state dict")
     if any(k.startswith("module.model.") for k in state):  # robustness-library format (robust ResNet-50)
         state = {k[len("module.model."):]: v for k, v in state.items() if k.startswith("module.model.")}
+    elif any(k.startswith("model.") for k in state):  # the same, saved without DataParallel
+        state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
     elif all(k.startswith("module.") for k in state):  # DataParallel
         state = {k[len("module."):]: v for k, v in state.items()}
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
@@ -217,9 +338,15 @@ def _head_out_features(state: dict[str, torch.Tensor]) -> int:
     return int(state[weights[-1]].shape[0])
 
 
-def load_robust_resnet50(path: str | Path, class_names: Sequence[str] | None = None) -> FeatureHeadClassifier:
+def load_robust_resnet50(path: str | Path = ROBUST50_DEFAULT_CHECKPOINT, class_names: Sequence[str] | None = None,
+                         preprocess: str = "auto", trust_checkpoint: bool = False) -> FeatureHeadClassifier:
     """The robust ResNet-50 of the Salient-ImageNet work (a ``model`` dict with ``module.model.`` keys)."""
-    return load_torchvision("resnet50", checkpoint=path, class_names=class_names)
+    if preprocess == "auto":
+        preprocess = "original"
+    clf = load_torchvision("resnet50", checkpoint=path, class_names=class_names, preprocess=preprocess,
+                           trust_checkpoint=trust_checkpoint)
+    clf.info["name"] = "robust50"
+    return clf
 
 
 def wrap_pipeline_classifier(model: nn.Module) -> FeatureHeadClassifier:
@@ -227,7 +354,76 @@ def wrap_pipeline_classifier(model: nn.Module) -> FeatureHeadClassifier:
     for attr in ("preprocess", "backbone", "head", "class_names"):
         if not hasattr(model, attr):
             raise ClassifierError(f"{type(model).__name__} has no .{attr}; wrap it with FeatureHeadClassifier")
-    return FeatureHeadClassifier(model.backbone, model.head, model.preprocess, model.class_names).eval()
+    return FeatureHeadClassifier(model.backbone, model.head, model.preprocess, model.class_names,
+                                 info={"preprocess": "the classifier's own"}).eval()
+
+
+def as_feature_head_classifier(model: nn.Module, transforms: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                               class_names: Sequence[str] | None = None) -> FeatureHeadClassifier:
+    """Any classifier + the transforms that feed it -> a :class:`FeatureHeadClassifier` (the original code's pair).
+
+    A :class:`FeatureHeadClassifier` keeps its features and head; ``transforms`` becomes its preprocessing
+    (it must not have one already: the input would be transformed twice). A model with the pipeline's
+    interface (``preprocess``/``backbone``/``head``) is wrapped with its own preprocessing. Any other
+    ``nn.Module`` is copied and split at its last ``nn.Linear`` (features = that layer's input).
+    ``transforms=None`` feeds the generated [0, 1] image as it is.
+    """
+    import copy
+
+    if isinstance(model, FeatureHeadClassifier):
+        has_own = not isinstance(model.preprocess, nn.Identity)
+        if transforms is not None and has_own:
+            raise ClassifierError("this classifier already preprocesses its input; pass transforms=None, or "
+                                  "give the transforms to a classifier without preprocessing")
+        preprocess = transforms if transforms is not None else model.preprocess
+        return FeatureHeadClassifier(model.features, model.head, preprocess, class_names or model.class_names,
+                                     info=model.info).eval()
+    if all(hasattr(model, a) for a in ("preprocess", "backbone", "head", "class_names")):
+        if transforms is not None:
+            raise ClassifierError(f"{type(model).__name__} has its own preprocess; pass transforms=None")
+        return wrap_pipeline_classifier(model)
+    features, head = _split_head(copy.deepcopy(model))
+    if class_names is None and head.out_features == 1000:
+        class_names = _original_weights("resnet50").meta["categories"]  # ImageNet
+    names = class_names or [f"class{i}" for i in range(head.out_features)]
+    return FeatureHeadClassifier(features, head, transforms if transforms is not None else nn.Identity(), names,
+                                 info={"preprocess": "the transforms given" if transforms is not None else "none"}
+                                 ).eval()
+
+
+def build_classifier_and_transforms(clf: str, device: str | torch.device = "cpu", use_tfms: bool = True, *,
+                                    checkpoint: str | Path | None = None, preprocess: str = "auto",
+                                    trust_checkpoint: bool = False,
+                                    class_names: Sequence[str] | None = None):
+    """The original code's entry point: ``(classifier, transforms)`` for a classifier name.
+
+    ``clf``: ``robust50`` (reads ``checkpoint``, default ``checkpoints/robust_resnet50.pth`` as the original
+    does), a torchvision name (``resnet50``, ``vit_b_16``, ...), or a folder holding a classifier trained by
+    this pipeline. The classifier comes back WITHOUT preprocessing and ``transforms`` is its input setting
+    (None when ``use_tfms`` is False, as in the original): hand both to ``DEXTER.analyze_classifier`` or
+    ``dexter.metrics.activation_score.activation_score``. The classifier stays fp32 (the original casts
+    it to fp16; DEXTER's gradients flow through it).
+    """
+    if Path(str(clf)).is_dir():
+        from dro.models import ModelError, load_classifier
+
+        try:
+            full = wrap_pipeline_classifier(load_classifier(clf))
+        except ModelError as err:
+            raise ClassifierError(str(err)) from None
+    elif clf == "robust50":
+        full = load_robust_resnet50(checkpoint or ROBUST50_DEFAULT_CHECKPOINT, class_names=class_names,
+                                    preprocess=preprocess, trust_checkpoint=trust_checkpoint)
+    else:
+        full = load_torchvision(clf, checkpoint=checkpoint, class_names=class_names, preprocess=preprocess,
+                                trust_checkpoint=trust_checkpoint)
+    transforms = full.preprocess
+    bare = FeatureHeadClassifier(full.features, full.head, nn.Identity(), full.class_names, info=full.info)
+    bare.to(device).eval()
+    owner = transforms if isinstance(transforms, nn.Module) else getattr(transforms, "__self__", None)
+    if isinstance(owner, nn.Module):
+        owner.to(device)
+    return bare, (transforms if use_tfms else None)
 
 
 def freeze_classifier(clf: FeatureHeadClassifier, device: torch.device | str,
@@ -242,11 +438,18 @@ __all__ = [
     "ClassifierError",
     "FeatureHeadClassifier",
     "Normalize",
+    "ORIGINAL_INPUT_SIDE",
+    "PREPROCESS",
+    "ROBUST50_DEFAULT_CHECKPOINT",
+    "ResizeNormalize",
+    "as_feature_head_classifier",
+    "build_classifier_and_transforms",
     "check_torchvision_name",
     "freeze_classifier",
     "load_robust_resnet50",
     "load_torchvision",
     "read_state_dict",
+    "resolve_preprocess",
     "top_feature_neurons",
     "wrap_pipeline_classifier",
 ]

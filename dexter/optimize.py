@@ -34,10 +34,14 @@ from dexter.objective import (
     mask_reference_neurons,
     neuron_losses,
 )
+from dexter.presets import PRESETS
 from dexter.pseudo_labels import MaskSlot, candidate_filter, new_slots, update_slots
 from dexter.sampler import initial_latents, sample_images
 from dexter.text import TEMPLATES, TextSide, gumbel_straight_through, init_soft_prompt
 from dexter.vocab_map import VocabMap
+
+
+STEP_NOISE = ("fresh", "fixed")
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,10 @@ class DexterConfig:
     # mask has a pseudo-label); 0 = never
     min_steps: int = 0  # no early stop before this many steps
     num_feature_neurons: int = 5  # multi-word mode
-    images_per_step: int = 1  # images (different fixed noises) per step per run
+    images_per_step: int = 1  # images (different initial latents) per step per run
+    collect_hits: int = 0  # stop a run once this many images classified as the class were collected (0 = off)
+    step_noise: str = "fresh"  # fresh | fixed: the noise the LCM scheduler adds between its steps (see below)
+    safety_checker: bool = True  # run the pipeline's safety checker on saved frames (when it ships one)
     inference_steps: int = 4
     guidance_scale: float = 1.0
     resolution: int | None = None  # image side; None = the UNet's native size
@@ -64,14 +71,40 @@ class DexterConfig:
     max_batch: int | None = None  # runs advanced together; None = all classes at once
     save_frames: bool = True
 
+    # step_noise: the initial latent of a run is fixed (the prompt is what changes). The noise the LCM
+    # scheduler injects between its steps is drawn FRESH at every optimisation step by default, as in the
+    # released code, so the prompt is optimised in expectation over it; it is seeded from (seed, class, run,
+    # step, image), so a run is reproducible and gets the same noise whether it is batched with other
+    # classes or alone. "fixed" reuses one draw for the whole run (same image for the same prompt).
+
     def __post_init__(self) -> None:
         if self.mode not in TEMPLATES:
             raise DexterInputError(f"mode must be one of {sorted(TEMPLATES)}, got {self.mode!r}")
         for name in ("runs_per_class", "steps", "images_per_step", "inference_steps", "soft_prompt_length"):
             if getattr(self, name) < 1:
                 raise DexterInputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("early_stop", "min_steps", "collect_hits", "num_feature_neurons"):
+            if getattr(self, name) < 0:
+                raise DexterInputError(f"{name} must be at least 0, got {getattr(self, name)}")
+        for name in ("lr", "adam_eps", "tau"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise DexterInputError(f"{name} must be a positive number, got {value!r}")
+        if not (math.isfinite(self.guidance_scale) and self.guidance_scale >= 0):
+            raise DexterInputError(f"guidance_scale must be a number >= 0, got {self.guidance_scale!r}")
+        if self.resolution is not None and self.resolution < 1:
+            raise DexterInputError(f"resolution must be a positive number of pixels or None, got {self.resolution}")
+        if self.step_noise not in STEP_NOISE:
+            raise DexterInputError(f"step_noise must be one of {list(STEP_NOISE)}, got {self.step_noise!r}")
         if self.max_batch is not None and self.max_batch < 1:
             raise DexterInputError(f"max_batch must be at least 1 or None, got {self.max_batch}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> DexterConfig:
+        """A named setting of the paper (:data:`PRESETS`), with ``overrides`` on top."""
+        if name not in PRESETS:
+            raise DexterInputError(f"unknown preset {name!r}; presets: {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
 
     @property
     def template_text(self) -> str:
@@ -93,12 +126,17 @@ class DexterModels:
         self.text = TextSide(bert, bert_tokenizer, sd.text_encoder, sd.tokenizer, vmap, config.template_text)
         tokens = bert_tokenizer.convert_ids_to_tokens(list(range(self.text.vocab_size)))
         keep = candidate_filter(tokens, special=bert_tokenizer.all_special_tokens)
-        self.allowed = frozenset(i for i, ok in enumerate(keep) if ok)
+        # A word with no CLIP whole-word token has an all-zero row in the translation map: the image never
+        # sees it, so it explains nothing and may not become a pseudo-label.
+        matched = vmap.matched
+        self.allowed = frozenset(i for i, ok in enumerate(keep) if ok and i < len(matched) and matched[i])
         self.tokens = tokens
         self.resolution = config.resolution or sd.default_resolution
         f = sd.vae_scale_factor
         if self.resolution % f:
-            raise ValueError(f"resolution {self.resolution} is not a multiple of the VAE factor {f}")
+            raise DexterInputError(f"resolution {self.resolution} is not a multiple of the VAE's downsampling "
+                                   f"factor {f}")
+        self.safety = None  # a dexter.safety.SafetyFilter for saved frames (set by the loader), or None
         self.latent_shape = (int(sd.unet.config.in_channels), self.resolution // f, self.resolution // f)
         self.uncond_states = None
         if config.guidance_scale > 1.0:
@@ -136,10 +174,12 @@ class RunState:
     feature_ids: list[int]
     gumbel: torch.Generator
     latents: torch.Tensor  # (images_per_step, C, h, w), fixed for the whole run
-    noise_seeds: list[int]
+    noise_seeds: list[int]  # between-step noise when step_noise == "fixed"
     step: int = 0
     consecutive_hits: int = 0
-    hits: int = 0
+    hits: int = 0  # steps whose every image was classified as the class
+    hit_images: int = 0  # images classified as the class (what collect_hits counts)
+    flagged: int = 0  # saved frames the safety checker blanked
     done: bool = False
     stopped_early: bool = False
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -148,7 +188,7 @@ class RunState:
 
 def new_run_state(models: DexterModels, class_index: int, class_name: str, run: int,
                   excluded_words: Sequence[str] = (), feature_ids: Sequence[int] | None = None) -> RunState:
-    """A fresh run: U(-1,1) soft prompt from (seed, class, run); the fixed noise depends on the seed only."""
+    """A fresh run: U(-1,1) soft prompt from (seed, class, run); the initial latents depend on the seed only."""
     cfg = models.config
     gen = torch.Generator("cpu").manual_seed(derive_seed(cfg.seed, class_index, run, 1))
     prompt = init_soft_prompt(cfg.soft_prompt_length, models.text.hidden_size, gen).to(models.device)
@@ -172,12 +212,22 @@ def new_run_state(models: DexterModels, class_index: int, class_name: str, run: 
     )
 
 
+def step_noise_seeds(cfg: DexterConfig, state: RunState) -> list[int]:
+    """Seeds of the between-step noise of ``state``'s next step, one per image (see DexterConfig.step_noise).
+
+    Derived from the run's own identity and step count only, never from its place in a batch.
+    """
+    if cfg.step_noise == "fixed":
+        return list(state.noise_seeds)
+    return [derive_seed(cfg.seed, state.class_index, state.run, state.step, j, 5) for j in range(cfg.images_per_step)]
+
+
 @dataclass
 class StepResult:
     """What one state did in one step (for outputs and progress)."""
 
     row: dict[str, Any]
-    images: torch.Tensor  # (images_per_step, 3, H, W) detached, on the CPU
+    images: torch.Tensor  # (images_per_step, 3, H, W) detached, on the CPU, NOT safety-checked
     image_hits: list[bool]
 
 
@@ -194,7 +244,7 @@ def dexter_step(models: DexterModels, states: Sequence[RunState]) -> list[StepRe
     latents = torch.cat([s.latents for s in states])
     images = sample_images(
         text_states, latents, models.sd.scheduler, models.sd.unet, models.sd.vae, cfg.inference_steps,
-        cfg.guidance_scale, models.uncond_states, [seed for s in states for seed in s.noise_seeds],
+        cfg.guidance_scale, models.uncond_states, [seed for s in states for seed in step_noise_seeds(cfg, s)],
     )
     clf_dtype = models.classifier.head.weight.dtype
     class_logits, features = models.classifier(images.to(clf_dtype))
@@ -209,8 +259,9 @@ def dexter_step(models: DexterModels, states: Sequence[RunState]) -> list[StepRe
 
     mask_losses = []
     for i, s in enumerate(states):
-        update_slots(s.slots, predicted[i], agg_values[i], models.allowed, s.excluded_ids)
+        # Step t's mask loss uses the labels set after step t-1; this step's losses update them afterwards.
         mask_losses.append(mask_label_loss(logits[i], [slot.label for slot in s.slots]))
+        update_slots(s.slots, predicted[i], agg_values[i], models.allowed, s.excluded_ids)
     mask_loss = torch.stack(mask_losses)
     total = (act + mask_loss.to(act.device)).sum()
     for s in states:
@@ -227,6 +278,7 @@ def dexter_step(models: DexterModels, states: Sequence[RunState]) -> list[StepRe
         s.step += 1
         step_hit = bool(hits[i].all())
         s.hits += int(step_hit)
+        s.hit_images += int(hits[i].sum())
         s.consecutive_hits = s.consecutive_hits + 1 if step_hit else 0
         s.last_words = [models.tokens[t] for t in predicted[i]]
         labels = [models.tokens[sl.label] if sl.label is not None else "" for sl in s.slots]
@@ -249,6 +301,9 @@ def dexter_step(models: DexterModels, states: Sequence[RunState]) -> list[StepRe
         labelled = all(sl.label is not None for sl in s.slots)
         stop_early = (cfg.early_stop > 0 and s.consecutive_hits >= cfg.early_stop and s.step >= cfg.min_steps
                       and labelled)
+        # The bias-report stop: enough images classified as the class to write a report from.
+        collected = cfg.collect_hits > 0 and s.hit_images >= cfg.collect_hits and s.step >= cfg.min_steps
+        stop_early = stop_early or collected
         if stop_early or s.step >= cfg.steps:
             s.done, s.stopped_early = True, stop_early
         results.append(StepResult(row, images_cpu[i], [bool(h) for h in hits[i]]))
@@ -272,6 +327,8 @@ def run_result(models: DexterModels, state: RunState) -> dict[str, Any]:
         "steps": state.step,
         "stopped_early": state.stopped_early,
         "hits": state.hits,
+        "hit_images": state.hit_images,
+        "frames_flagged": state.flagged,  # saved frames the safety checker blanked
         "excluded": list(state.excluded_words),
         "reference_losses": [sl.reference if math.isfinite(sl.reference) else None for sl in state.slots],
     }
@@ -289,6 +346,9 @@ def run_config(models: DexterModels, state: RunState, extra: dict[str, Any] | No
         "feature_neurons": state.feature_ids[: models.num_features],
         "lora": models.sd.lora,
         "dtype": str(models.sd.dtype).removeprefix("torch."),
+        "safety_checker": ("on" if models.safety is not None else "none shipped") if models.config.safety_checker
+        else "off",
+        "classifier_input": models.classifier.info,  # weights and preprocessing that ran (dexter.classifiers)
         **(extra or {}),
     }
 
@@ -336,7 +396,8 @@ def explain_classes(
     def next_state(job: _ClassJob) -> RunState | None:
         if len(job.done_runs) >= cfg.runs_per_class:
             runs = job.done_runs[: cfg.runs_per_class]
-            finished[job.index] = outputs.write_keywords(out_dir, job.index, job.name, cfg.mode, runs)
+            finished[job.index] = outputs.write_keywords(out_dir, job.index, job.name, cfg.mode, runs,
+                                                         classifier_input=models.classifier.info)
             if on_class_done is not None:
                 on_class_done(job.index, finished[job.index])
             return None
@@ -371,11 +432,15 @@ def explain_classes(
             still = []
             for s, r in zip(active, results):
                 rdir = outputs.run_dir(out_dir, s.class_index, s.class_name, s.run)
-                if cfg.save_frames:
-                    for j, hit in enumerate(r.image_hits):
-                        if hit:
-                            name = outputs.frame_name(s.step, j, cfg.images_per_step)
-                            outputs.save_frame(rdir / "frames" / name, r.images[j])
+                if cfg.save_frames and any(r.image_hits):
+                    keep = [j for j, hit in enumerate(r.image_hits) if hit]
+                    frames = r.images[keep]
+                    if models.safety is not None:  # on what is saved only, never in the gradient loop
+                        frames, flags = models.safety(frames)
+                        s.flagged += sum(flags)
+                    for j, frame in zip(keep, frames):
+                        name = outputs.frame_name(s.step, j, cfg.images_per_step)
+                        outputs.save_frame(rdir / "frames" / name, frame)
                 if not s.done:
                     still.append(s)
                     continue
@@ -398,9 +463,12 @@ __all__ = [
     "DexterModels",
     "RunState",
     "StepResult",
+    "PRESETS",
+    "STEP_NOISE",
     "derive_seed",
     "dexter_step",
     "explain_classes",
     "new_run_state",
     "run_result",
+    "step_noise_seeds",
 ]

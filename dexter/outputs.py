@@ -3,10 +3,14 @@
 Layout under an output folder::
 
     <class_index:03d>_<class_name>/
-        keywords.json          {"class_index", "class_name", "mode", "keywords": [one per run],
-                                "runs": [{"run", "words", "prompt", "steps", "stopped_early", "hits"}]}
+        keywords.json          {"class_index", "class_name", "mode", "classifier_input", "keywords": [one per run],
+                                "frames_flagged",
+                                "runs": [{"run", "words", "prompt", "steps", "stopped_early", "hits",
+                                          "hit_images", "frames_flagged"}]}
                                keyword = the run's pseudo-label of mask 1 (runs without one add none);
-                               words = the run's pseudo-labels in mask order (masks without one omitted)
+                               words = the run's pseudo-labels in mask order (masks without one omitted);
+                               hits = steps whose images were all classified as the class, hit_images =
+                               such images; frames_flagged = saved frames the safety checker blanked
         run_<r>/
             config.json        the run's settings (models, seeds, excluded words; never a secret)
             losses.csv         one row per optimisation step
@@ -41,6 +45,7 @@ import torch
 
 from dro.io import atomic_write_json, atomic_write_text, atomic_writer
 
+RUN_KEYS = ("run", "words", "prompt", "steps", "stopped_early", "hits", "hit_images", "frames_flagged")
 LOSS_COLUMNS = ("step", "loss", "activation_loss", "mask_loss", "class_loss", "class_prob", "hit", "words",
                 "labels", "mask_losses")
 
@@ -106,14 +111,16 @@ def completed_runs(directory: Path) -> list[dict[str, Any]]:
 
 
 def write_keywords(out_dir: str | Path, class_index: int, class_name: str, mode: str,
-                   runs: Sequence[dict[str, Any]]) -> Path:
+                   runs: Sequence[dict[str, Any]], classifier_input: dict[str, Any] | None = None) -> Path:
     path = keywords_path(out_dir, class_index, class_name)
     atomic_write_json(path, {
         "class_index": class_index,
         "class_name": class_name,
         "mode": mode,
+        "classifier_input": classifier_input or {},
         "keywords": [r["keyword"] for r in runs if r.get("keyword")],
-        "runs": [{k: r[k] for k in ("run", "words", "prompt", "steps", "stopped_early", "hits")} for r in runs],
+        "frames_flagged": sum(r.get("frames_flagged", 0) for r in runs),
+        "runs": [{k: r[k] for k in RUN_KEYS if k in r} for r in runs],
     })
     return path
 
@@ -181,6 +188,7 @@ def publish_work_dir(work_dir: str | Path, out_dir: str | Path, done: dict[int, 
 
 __all__ = [
     "LOSS_COLUMNS",
+    "RUN_KEYS",
     "WORK_STAMP",
     "class_dir",
     "completed_runs",

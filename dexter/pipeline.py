@@ -9,16 +9,29 @@ from typing import Any
 import torch
 
 from dexter.classifiers import FeatureHeadClassifier, freeze_classifier
+from dexter.errors import DexterInputError
 from dexter.loading import check_spec, load_bert, load_sd, resolve_dtype
 from dexter.optimize import DexterConfig, DexterModels, explain_classes
 from dexter.vocab_map import load_or_build_vocab_map
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """'auto'/None -> cuda when available, else cpu."""
+    """'auto'/None -> cuda when available, else cpu. A device this machine lacks is a :class:`DexterInputError`."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DexterInputError(f"device {device!r} is not a device name (auto, cpu, cuda, cuda:1, mps, ...)") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DexterInputError(f"device {device!r}: CUDA is not available on this machine (use --device cpu "
+                                   "or auto)")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise DexterInputError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA devices")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise DexterInputError(f"device {device!r}: MPS is not available on this machine")
+    return resolved
 
 
 def check_model_specs(sd: str, bert: str, lora: str | None = None) -> None:
@@ -44,6 +57,7 @@ def load_dexter_models(
 
     Diffusion and text models use ``dtype`` ('auto' = fp16 on CUDA, fp32 on CPU); the classifier stays fp32
     (its gradients feed the image; fp16 classifiers are the user's choice via FeatureHeadClassifier).
+    ``config.safety_checker`` loads the pipeline's safety checker (when it ships one) for the saved frames.
     ``gradient_checkpointing`` makes the UNet and VAE recompute activations in the backward pass: same
     gradients, far less memory, about a third more time (for large batches of classes on a GPU).
     """
@@ -56,7 +70,12 @@ def load_dexter_models(
     bert_model, bert_tok = load_bert(bert, device=device, dtype=dtype)
     vmap = load_or_build_vocab_map(bert_tok, components.tokenizer, cache_dir)
     freeze_classifier(classifier, device)
-    return DexterModels(components, bert_model, bert_tok, classifier, vmap, config, device)
+    models = DexterModels(components, bert_model, bert_tok, classifier, vmap, config, device)
+    if config.safety_checker:
+        from dexter.safety import load_safety_filter
+
+        models.safety = load_safety_filter(sd, device=device, dtype=dtype)
+    return models
 
 
 def explain(

@@ -3,8 +3,9 @@
 ``StableDiffusionPipeline.__call__`` runs under ``no_grad``, so the loop is our own: the scheduler is used
 only through its public ``set_timesteps`` / ``scale_model_input`` / ``step`` (any prediction type the
 scheduler's config names works, e.g. the synthetic world's ``prediction_type="sample"``). The noise the
-LCM scheduler injects between steps is drawn from per-image generators re-seeded on every call, so an
-optimisation sees the same noise at every step and only the prompt changes.
+LCM scheduler injects between steps is drawn from per-image generators seeded from ``noise_seeds`` on every
+call: the caller decides whether an optimisation sees fresh noise at each step (new seeds, the default of
+``dexter.optimize``) or the same noise throughout (the same seeds).
 """
 
 from __future__ import annotations

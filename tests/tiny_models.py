@@ -191,3 +191,59 @@ def make_tiny_model_set(directory: str | Path, words: Sequence[str] | None = Non
         "bert": str(make_tiny_bert(directory / "bert", words)),
         "clip": str(make_tiny_clip(directory / "clip", words)),
     }
+
+
+def add_tiny_safety_checker(sd_dir: str | Path, flag_all: bool = True, image_size: int = 32, seed: int = 0) -> Path:
+    """Put a tiny ``StableDiffusionSafetyChecker`` (+ CLIP image processor) into a pipeline folder, as SD v1.4 ships.
+
+    ``flag_all``: concept thresholds far below any cosine similarity, so every image is flagged (a checker
+    that never fires could not show that flagged frames are blanked); otherwise thresholds above 1, so none is.
+    """
+    import json
+
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPTextConfig, CLIPVisionConfig
+
+    sd_dir = Path(sd_dir)
+    vision = CLIPVisionConfig(hidden_size=TEXT_HIDDEN, intermediate_size=2 * TEXT_HIDDEN, num_hidden_layers=1,
+                              num_attention_heads=2, image_size=image_size, patch_size=max(image_size // 4, 1))
+    text = CLIPTextConfig(hidden_size=TEXT_HIDDEN, intermediate_size=2 * TEXT_HIDDEN, num_hidden_layers=1,
+                          num_attention_heads=2, vocab_size=64, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    config = CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=16)
+    torch.manual_seed(seed)
+    checker = StableDiffusionSafetyChecker(config).eval()
+    with torch.no_grad():
+        checker.concept_embeds.normal_()
+        checker.special_care_embeds.normal_()
+        checker.concept_embeds_weights.fill_(-10.0 if flag_all else 10.0)
+        checker.special_care_embeds_weights.fill_(10.0)
+    checker.save_pretrained(sd_dir / "safety_checker")
+    CLIPImageProcessor(size={"shortest_edge": image_size},
+                       crop_size={"height": image_size, "width": image_size}).save_pretrained(
+        sd_dir / "feature_extractor")
+    index_path = sd_dir / "model_index.json"
+    index = json.loads(index_path.read_text())
+    index["safety_checker"] = ["stable_diffusion", "StableDiffusionSafetyChecker"]
+    index["feature_extractor"] = ["transformers", "CLIPImageProcessor"]
+    index["requires_safety_checker"] = True
+    index_path.write_text(json.dumps(index, indent=2))
+    return sd_dir
+
+
+def letter_words(n: int) -> list[str]:
+    """n distinct letter-only words that are each ONE token of a word-level CLIP tokenizer.
+
+    The first letter is from a-m, the rest from n-z: no word's first merge can fire inside another word, so
+    the merge chains never conflict (see dexter.word_tokenizers). For tokenizers of the real vocabulary sizes.
+    """
+    import itertools
+
+    first, rest = "abcdefghijklm", "nopqrstuvwxyz"
+    out: list[str] = []
+    for length in itertools.count(2):
+        for head in first:
+            for tail in itertools.product(rest, repeat=length - 1):
+                out.append(head + "".join(tail))
+                if len(out) == n:
+                    return out
+    return out

@@ -78,3 +78,140 @@ def test_unreachable_imagenet_weights_are_a_clear_error(monkeypatch):
     monkeypatch.setattr(torchvision.models, "get_model", offline)
     with pytest.raises(ClassifierError, match=r"ImageNet weights for 'resnet18' cannot be fetched.*--checkpoint"):
         load_torchvision("resnet18")
+
+
+def _robustness_layout(net: nn.Module, parallel: bool = True) -> dict:
+    """A checkpoint as the robustness library saves it: network, attacker copy, normaliser, optimiser state."""
+    p = "module." if parallel else ""
+    sd = net.state_dict()
+    model = {**{f"{p}model.{k}": v for k, v in sd.items()}, **{f"{p}attacker.model.{k}": v for k, v in sd.items()},
+             f"{p}normalizer.new_mean": torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1),
+             f"{p}normalizer.new_std": torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1),
+             f"{p}attacker.normalize.new_mean": torch.zeros(3, 1, 1)}
+    return {"model": model, "optimizer": {"state": {}, "param_groups": [{"lr": 0.1, "params": [0, 1]}]},
+            "schedule": None, "epoch": 90}
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_robustness_library_checkpoint_loads(tmp_path, parallel):
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    net = resnet18(num_classes=4).eval()
+    torch.save(_robustness_layout(net, parallel), tmp_path / "robust.pth")
+    assert set(read_state_dict(tmp_path / "robust.pth")) == set(net.state_dict())
+    clf = load_torchvision("resnet18", checkpoint=tmp_path / "robust.pth")
+    assert torch.equal(clf.head.weight, net.fc.weight)
+
+
+def _fake_dill(monkeypatch):
+    """A stand-in ``dill._dill`` module, so a file can reference dill's globals as a dill-pickled one does."""
+    import sys
+    import types
+
+    dill = types.ModuleType("dill")
+    dill_inner = types.ModuleType("dill._dill")
+
+    def _load_type(name):
+        return {"NoneType": type(None)}[name]
+
+    _load_type.__module__, _load_type.__qualname__ = "dill._dill", "_load_type"
+    dill_inner._load_type = _load_type
+    dill._dill = dill_inner
+    monkeypatch.setitem(sys.modules, "dill", dill)
+    monkeypatch.setitem(sys.modules, "dill._dill", dill_inner)
+    return _load_type
+
+
+class _DillType:
+    """Pickles as ``dill._dill._load_type('NoneType')``, the way dill writes a type by name."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __reduce__(self):
+        return self.fn, ("NoneType",)
+
+
+def test_checkpoint_the_safe_loader_refuses_is_a_one_line_error_with_the_fix(tmp_path, monkeypatch):
+    import sys
+
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    net = resnet18(num_classes=3).eval()
+    ckpt = _robustness_layout(net)
+    ckpt["schedule"] = _DillType(_fake_dill(monkeypatch))
+    path = tmp_path / "robust_resnet50.pth"
+    torch.save(ckpt, path)
+    with pytest.raises(ClassifierError) as err:
+        load_torchvision("resnet18", checkpoint=path)
+    message = str(err.value)
+    assert "\n" not in message and "dill._dill._load_type" in message and "--trust-checkpoint" in message
+    assert "pip install dill" in message and "torch.save" in message
+    # The user trusts the file: it loads (dill importable) ...
+    clf = load_torchvision("resnet18", checkpoint=path, trust_checkpoint=True)
+    assert torch.equal(clf.head.weight, net.fc.weight)
+    # ... or says which module is missing.
+    monkeypatch.delitem(sys.modules, "dill._dill")
+    monkeypatch.delitem(sys.modules, "dill")
+    with pytest.raises(ClassifierError, match=r"pickled with the module 'dill'.*pip install dill"):
+        load_torchvision("resnet18", checkpoint=path, trust_checkpoint=True)
+
+
+def test_original_input_setting_is_the_default_for_the_original_classifiers():
+    from dexter.classifiers import ResizeNormalize
+
+    torch.manual_seed(0)
+    clf = load_torchvision("resnet50", pretrained=False)
+    assert isinstance(clf.preprocess, ResizeNormalize) and clf.preprocess.side == 256
+    assert clf.info["preprocess"] == "original" and "no crop" in clf.info["input"]
+    x = torch.rand(1, 3, 512, 512)
+    # torchvision's Resize(256) with antialias=None on a tensor, then Normalize, on the WHOLE image
+    ref = nn.functional.interpolate(x, size=(256, 256), mode="bilinear", align_corners=False, antialias=False)
+    ref = (ref - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(
+        1, 3, 1, 1)
+    assert torch.allclose(clf.preprocess(x), ref, atol=1e-6)
+    wide = clf.preprocess(torch.rand(1, 3, 512, 768))
+    assert wide.shape[-2:] == (256, 384)  # aspect kept, nothing cropped
+    tv = load_torchvision("resnet50", pretrained=False, preprocess="torchvision")
+    assert tv.info["preprocess"] == "torchvision" and tv.preprocess(x).shape[-2:] == (224, 224)
+    other = load_torchvision("resnet18", pretrained=False)
+    assert other.info["preprocess"] == "torchvision"
+    with pytest.raises(ClassifierError, match="original code's setting"):
+        load_torchvision("resnet18", pretrained=False, preprocess="original")
+
+
+def test_vit_b_16_gets_its_224_input_on_the_whole_image():
+    torch.manual_seed(0)
+    clf = load_torchvision("vit_b_16", pretrained=False)
+    assert clf.preprocess.side == 224
+    logits, feats = clf(torch.rand(1, 3, 64, 64))
+    assert logits.shape == (1, 1000) and feats.shape == (1, 768)
+
+
+def test_original_setting_asks_for_the_v1_weights(tmp_path, monkeypatch):
+    from torchvision.models import ResNet50_Weights, resnet50
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    v1 = tmp_path / "hub" / "checkpoints" / ResNet50_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
+    v1.parent.mkdir(parents=True)
+    torch.manual_seed(2)
+    net = resnet50().eval()
+    torch.save(net.state_dict(), v1)
+    clf = load_torchvision("resnet50")  # default: the original's setting -> V1, found in the cache
+    assert torch.equal(clf.head.weight, net.fc.weight) and clf.info["weights"].endswith("IMAGENET1K_V1")
+    assert ResNet50_Weights.IMAGENET1K_V1.url != ResNet50_Weights.DEFAULT.url
+
+
+def test_moving_a_wrapped_pipeline_classifier_moves_what_its_preprocess_reads():
+    """The pipeline's classifiers keep mean/std buffers on the model, outside backbone and head."""
+    from dro.models import build_classifier
+
+    from dexter.classifiers import wrap_pipeline_classifier
+
+    model = build_classifier("small_cnn", ("a", "b"), 16, width=4)
+    clf = wrap_pipeline_classifier(model).to(torch.float64)
+    assert model._mean.dtype == torch.float64  # on a GPU: the device would be moved the same way
+    logits, _ = clf(torch.rand(1, 3, 16, 16, dtype=torch.float64))
+    assert logits.dtype == torch.float64

@@ -1,0 +1,1 @@
+"""The original code's ``dexter.metrics`` path: :mod:`dexter.metrics.activation_score`."""
