@@ -40,7 +40,8 @@ def dexter_config(section):
         num_feature_neurons=section.num_feature_neurons, images_per_step=section.images_per_step,
         inference_steps=section.inference_steps, guidance_scale=section.guidance_scale,
         resolution=section.resolution, seed=section.seed, max_batch=section.max_batch,
-        save_frames=section.save_frames,
+        save_frames=section.save_frames, collect_hits=section.collect_hits, step_noise=section.step_noise,
+        safety_checker=section.safety_checker,
     )
 
 

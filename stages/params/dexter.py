@@ -24,6 +24,9 @@ class DexterSection(Section):
     num_feature_neurons: int = Field(5, ge=0)  # multi mode: top-k head weights per class (data-free)
     feature_neurons: dict[int, list[int]] | None = None  # explicit units per class index, overrides the top-k
     images_per_step: int = Field(1, ge=1)  # images (different fixed noises) per step per run
+    collect_hits: int = Field(0, ge=0)  # stop a run once this many images were classified as the class; 0 = off
+    step_noise: Literal["fresh", "fixed"] = "fresh"  # noise between the LCM steps: fresh per step (original) | fixed
+    safety_checker: bool = True  # blank saved frames the pipeline's safety checker flags (when it ships one)
     max_batch: int | None = Field(None, ge=1)  # runs advanced together; None = all classes at once
     inference_steps: int = Field(4, ge=1)
     guidance_scale: float = Field(1.0, ge=0)
