@@ -5,7 +5,7 @@ stand in for BERT and CLIP need tokenizers in which every word of the vocabulary
 the real tokenizers' formats, loadable with ``CLIPTokenizer.from_pretrained`` / ``BertTokenizer.from_pretrained``
 exactly like the hub models.
 
-Traps (FINDINGS.md): ``CLIPTokenizer(vocab_file=...)`` silently builds a 3-token vocabulary, so the
+Traps (transformers 5.x): ``CLIPTokenizer(vocab_file=...)`` silently builds a 3-token vocabulary, so the
 vocabulary and merges are passed as ``vocab=``/``merges=``; and CLIP's tokenizer is a byte-level BPE that
 always splits a word into characters and re-merges them, so a whole-word entry in the vocabulary is not
 enough: every word needs a chain of merges that rebuilds it, ranked so that no other word's merge fires

@@ -1,8 +1,8 @@
 """The world text-to-image model in the Stable Diffusion pipeline format, and its training.
 
-Design (FINDINGS.md): x0 ("sample") prediction, because epsilon prediction failed for few-step sampling
+Design (measured while building this world, docs/METHOD.md §7): x0 ("sample") prediction, because epsilon prediction failed for few-step sampling
 from t=999; ``clip_sample=False`` (latents are not in [-1, 1]). The text encoder is a CLIPTextModel with
-the world CLIP's text-tower architecture and tokenizer, trained jointly with the UNet (FINDINGS: this
+the world CLIP's text-tower architecture and tokenizer, trained jointly with the UNet (this
 works, and DEXTER's spliced token embeddings steer it); it can also be the CLIP's own tower, frozen
 (``text_encoder_from_clip``). Joint training lets the UNet start without waiting for the CLIP. Training
 timesteps are drawn mostly from the exact 4-step LCM schedule DEXTER samples with (999, 759, 499, 259),
