@@ -82,6 +82,7 @@ def verify_settings(params):
 
     v = params.reasoning.verify
     return VerifySettings(n_images=v.n_images, alpha=v.alpha, min_effect=v.min_effect,
+                          min_effect_alone=v.min_effect_alone,
                           activation_images=v.activation_images, caption_frames=v.caption_frames,
                           max_flip_classes=v.max_flip_classes, max_alternatives=v.max_alternatives)
 
@@ -253,7 +254,7 @@ def run(params, dexter_dir: Path = DEXTER_DIR, out_dir: Path = REASONING_DIR, cl
                                       "written_by": attrs["written_by"]}
         v = json.loads((out_dir / d.name / VERIFICATION_FILE).read_text())
         verification["classes"][d.name] = {k: v[k] for k in ("class_index", "class_name", "verdict", "verified",
-                                                             "alternatives", "tested", "skipped", "effects", "cost",
+                                                             "decisions", "alternatives", "tested", "skipped", "effects", "cost",
                                                              "cost_total", "activation")}
     verification["biased_classes"] = sorted(v["class_name"] for v in verification["classes"].values()
                                             if v["verdict"] == "biased")

@@ -144,7 +144,8 @@ def _with_measured_verdict(report: str, verification: dict, activation: dict) ->
     if wrong:
         note.append("> The text below claims what the counterfactual test does not support, so the test's verdict "
                     "stands: " + " / ".join(f"\"{w}\"" for w in wrong))
-    lines[at:at] = ["", *note, ""] if at else [*note, ""]
+    lines[at:at] = (["", *note] if at and at < len(lines) and not lines[at].strip() else ["", *note, ""]) if at \
+        else [*note, ""]
     return "\n".join(lines).rstrip() + "\n\n" + verification_section(verification, activation)
 
 

@@ -29,12 +29,16 @@ def verdict_sentence(v: dict) -> str:
     name = v["class_name"]
     s = v["settings"]
     effects = _by_attribute(v)
+    decisions = v.get("decisions", {})
     if v["verdict"] == "biased":
-        parts = [f"\"{a}\" ({'; '.join(_effect_phrase(e) for e in effects[a].values())})" for a in v["verified"]]
+        parts = [f"\"{a}\" ({'; '.join(_effect_phrase(e) for e in effects[a].values())}; decided by "
+                 f"{decisions.get(a, 'both tests')})" for a in v["verified"]]
         return (f"**Biased.** The classifier's answer for \"{name}\" depends on " + ", ".join(parts)
-                + f": with the attribute, images of other classes are called \"{name}\" more often (flip) and "
-                "images of the class itself keep the class more often (drop) than with its alternatives, both "
-                f"significant (Holm-adjusted p < {s['alpha']:g}) and at least {s['min_effect']:g}.")
+                + f": with the attribute, images of other classes are called \"{name}\" more often (flip) and/or "
+                "the class's own images keep the class more often (drop) than with its alternatives, significantly "
+                f"(Holm-adjusted p < {s['alpha']:g}) and by at least {s['min_effect']:g}; a test decides alone only "
+                "when the other cannot show such an effect (saturated) and its whole interval is above "
+                f"{s.get('min_effect_alone', s['min_effect']):g}.")
     if not effects:
         return (f"**No evidence of a shortcut.** No DEXTER keyword of \"{name}\" names an attribute that could be "
                 "tested, so no bias claim is made.")
@@ -44,8 +48,8 @@ def verdict_sentence(v: dict) -> str:
 
 
 def verification_table(v: dict) -> list[str]:
-    rows = ["| attribute | kind | test | rate with | rate with alternatives | effect | interval | p | p (Holm) | verified |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| attribute | kind | test | rate with | rate with alternatives | effect | interval | p | p (Holm) | test result "
+            "| verified |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     verified = set(v["verified"])
     for a, by_kind in _by_attribute(v).items():
         kind = v["tested"].get(a, {}).get("kind", "")
@@ -56,8 +60,14 @@ def verification_table(v: dict) -> list[str]:
             rows.append(f"| {a} | {kind} | {k} | {e['hits_with']}/{e['n_with']} ({e['rate_with']:.0%}) | "
                         f"{e['hits_without']}/{e['n_without']} ({e['rate_without']:.0%}) | {e['effect']:+.2f} | "
                         f"[{e['ci_low']:+.2f}, {e['ci_high']:+.2f}] | {e['p_value']:.2g} | {e['p_adjusted']:.2g} | "
-                        f"{'yes' if a in verified else 'no'} |")
+                        f"{_result(e)} | {'yes' if a in verified else 'no'} |")
     return rows
+
+
+def _result(e: dict) -> str:
+    if e.get("passed"):
+        return "passed"
+    return "saturated" if e.get("saturated") else "failed"
 
 
 def verification_section(v: dict, activation: dict | None = None) -> str:
@@ -69,7 +79,10 @@ def verification_section(v: dict, activation: dict | None = None) -> str:
                   "fresh-noise images per prompt: **flip** = share of OTHER classes' images called "
                   f"\"{v['class_name']}\" with the attribute minus with its alternatives; **drop** = the same for the "
                   f"class's own images. One-sided Fisher exact test, Holm correction over the {len(v['effects'])} "
-                  f"tests of the class, {s['confidence']:.0%} Newcombe intervals. A shortcut must pass both.", ""]
+                  f"tests of the class, {s['confidence']:.0%} Newcombe intervals. A test passes when significant and at least "
+                  f"{s['min_effect']:g}; a shortcut must pass both, or pass one with its whole interval above "
+                  f"{s.get('min_effect_alone', s['min_effect']):g} while the other is saturated (its rate without the attribute is already above "
+                  f"{1 - s['min_effect']:g}).", ""]
         lines += verification_table(v) + [""]
         alts = [f"{a} vs {', '.join(t['alternatives'])}" for a, t in v["tested"].items()]
         lines += ["Alternatives: " + "; ".join(alts) + ".", ""]

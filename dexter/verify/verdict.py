@@ -12,8 +12,12 @@ Both effects are "rate with ``a``" minus "rate with the alternatives" (one-sided
 A test PASSES when it is significant after Holm's correction over every test of the class AND its effect
 is at least ``min_effect``. An attribute is verified only when both tests pass, except that a test whose
 rate without the attribute is already above ``1 - min_effect`` cannot show an effect that large
-(*saturated*: say the classifier recognises every circle whatever the background) and then the other test
-must pass alone.
+(*saturated*: say the classifier recognises every circle whatever the background); then the other test
+decides alone and must be conclusive: its whole interval at or above ``min_effect_alone`` (larger than
+``min_effect``). That stricter bar matters because a saturated drop test is what an UNBIASED class looks
+like (its own images are recognised anyway): a classifier trained without any shortcut still shifts a
+little with the background on generated images (+0.12 to +0.16 measured on the default world at
+correlation 0.5), which must not be enough to call a class biased.
 
 Why both: an interaction (red squares on water look like circles to the classifier, yellow ones do not)
 makes "red" raise circle's flip rate exactly as much as it makes "water" raise it; only the drop test
@@ -137,6 +141,7 @@ class ClassVerification:
     min_effect: float
     n_images: int  # per prompt
     confidence: float
+    min_effect_alone: float = 0.25  # what one test must clear with its whole interval when the other is saturated
     effects: list[Effect] = field(default_factory=list)
     designs: list[AttributeDesign] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # keyword -> why it was not tested
@@ -150,13 +155,20 @@ class ClassVerification:
 
     @property
     def verified(self) -> list[str]:
-        """Attributes whose flip and drop tests both pass, or one passes and the other is saturated."""
-        out = []
-        for d in self.designs:
-            pair = [e for e in self.effects if e.attribute == d.attribute]
-            if len(pair) == 2 and all(e.passed or e.saturated for e in pair) and any(e.passed for e in pair):
-                out.append(d.attribute)
-        return out
+        """Attributes whose flip and drop tests both pass, or one passes conclusively and the other is saturated."""
+        return [d.attribute for d in self.designs if self.decision(d.attribute) != "not verified"]
+
+    def decision(self, attribute: str) -> str:
+        """"both tests" / "one test (the other saturated)" / "not verified"."""
+        pair = list(self.effects_of(attribute).values())
+        if len(pair) != 2:
+            return "not verified"
+        if all(e.passed for e in pair):
+            return "both tests"
+        passed = [e for e in pair if e.passed]
+        if len(passed) == 1 and all(e.passed or e.saturated for e in pair) and passed[0].ci_low >= self.min_effect_alone:
+            return f"{passed[0].kind} test alone ({'drop' if passed[0].kind == 'flip' else 'flip'} saturated)"
+        return "not verified"
 
     @property
     def verdict(self) -> Literal["biased", "no_evidence"]:
@@ -175,11 +187,13 @@ class ClassVerification:
             "class_name": self.class_name,
             "verdict": self.verdict,
             "verified": self.verified,
+            "decisions": {d.attribute: self.decision(d.attribute) for d in self.designs},
             "alternatives": self.alternatives,
             "tested": {d.attribute: {"kind": d.kind, "alternatives": list(d.alternatives)} for d in self.designs},
             "skipped": dict(self.skipped),
             "effects": [e.as_dict() for e in self.effects],
-            "settings": {"alpha": self.alpha, "min_effect": self.min_effect, "n_images": self.n_images,
+            "settings": {"alpha": self.alpha, "min_effect": self.min_effect,
+                         "min_effect_alone": self.min_effect_alone, "n_images": self.n_images,
                          "confidence": self.confidence, "correction": "holm", "test": "fisher exact, one-sided",
                          "interval": "newcombe hybrid score"},
             "cost": {"images_used": self.images_used, "images_generated": self.images_generated,
@@ -204,17 +218,18 @@ def verify_class(
     n_images: int,
     alpha: float = 0.05,
     min_effect: float = 0.1,
+    min_effect_alone: float = 0.25,
     skipped: Mapping[str, str] | None = None,
 ) -> ClassVerification:
     """Generate (or reuse) ``n_images`` per prompt of every design, measure flip and drop, apply Holm."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    if not 0 <= min_effect <= 1:
-        raise ValueError(f"min_effect must be in [0, 1], got {min_effect}")
+    if not 0 <= min_effect <= min_effect_alone <= 1:
+        raise ValueError(f"need 0 <= min_effect <= min_effect_alone <= 1, got {min_effect} and {min_effect_alone}")
     for d in designs:
         if not d.flip or not d.drop:
             raise ValueError(f"attribute {d.attribute!r}: a design needs flip and drop content")
-    result = ClassVerification(class_index, class_name, alpha, min_effect, n_images, 1 - alpha,
+    result = ClassVerification(class_index, class_name, alpha, min_effect, n_images, 1 - alpha, min_effect_alone,
                                designs=list(designs), skipped=dict(skipped or {}))
     if not designs:
         return result

@@ -117,3 +117,29 @@ def test_design_from_template_rows_and_errors():
                              slot="value", class_names=["a", "b"], class_index=0)
     with pytest.raises(ValueError, match="alpha"):
         verify_class(TableProber({}, 2), [], 0, "a", n_images=4, alpha=1.5)
+
+
+def test_a_small_flip_next_to_a_saturated_drop_is_not_enough():
+    """Measured on the no-shortcut world's classifier (correlation 0.5): it calls most generated circles "square",
+    a little more on land (98%) than on water (86%), and every square a square. The flip test passes (significant,
+    +0.12 >= 0.1) but the drop test is saturated; alone, the flip effect's interval must clear min_effect_alone
+    (0.25), which an effect of this size never does, however many images are generated."""
+    called_square = {("circle", 0, "land"): 32, ("circle", 1, "land"): 31, ("circle", 0, "water"): 28,
+                     ("circle", 1, "water"): 27, **{("square", c, b): 32 for c in range(2) for b in ("land", "water")}}
+    rates = {caption(CFG2, WorldSample(CFG2.shapes.index(s), c, CFG2.backgrounds.index(b), 0)): {1: k / 32}
+             for (s, c, b), k in called_square.items()}  # 63/64 vs 55/64 as measured
+    v = verify_class(TableProber(rates, 2), designs(CFG2, 1, ["land"]), 1, "square", n_images=32, min_effect=0.1)
+    flip, drop = v.effects_of("land")["flip"], v.effects_of("land")["drop"]
+    assert flip.passed and drop.saturated
+    assert v.verdict == "no_evidence" and v.decision("land") == "not verified"
+    big = verify_class(TableProber(rates, 2), designs(CFG2, 1, ["land"]), 1, "square", n_images=3200)
+    assert big.effects_of("land")["flip"].ci_low > 0.1 and big.verdict == "no_evidence"
+
+
+def test_decisions_say_which_tests_decided():
+    prober = world_prober(CFG2, {0: ("background", 0)})
+    v = verify_class(prober, designs(CFG2, 0, ["water"]), 0, "circle", n_images=16)
+    assert v.decision("water") == "flip test alone (drop saturated)"
+    assert v.as_dict()["decisions"] == {"water": "flip test alone (drop saturated)"}
+    both = world_prober(CFG2, {0: ("background", 0), 1: ("background", 1)})  # each class keys on its background
+    assert verify_class(both, designs(CFG2, 0, ["water"]), 0, "circle", n_images=16).decision("water") == "both tests"
