@@ -24,19 +24,21 @@ def _text(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, fill=(0
     draw.text(xy, text, fill=fill, font=_FONT, anchor=anchor)
 
 
-def effects_chart(v: ClassVerification, width: int = 560) -> Image.Image:
+def effects_chart(v: ClassVerification, width: int = 600) -> Image.Image:
     """Effect sizes (rate with the attribute minus rate with its alternatives) and their intervals."""
-    label_w, pad, bar_h = 170, 12, 16
+    label_w, pad, bar_h = 200, 12, 16
     rows = [(d.attribute, e) for d in v.designs for e in sorted(v.effects_of(d.attribute).values(), key=lambda e: e.kind)]
-    height = 58 + max(len(rows), 1) * (bar_h + 6) + 30
+    height = 68 + max(len(rows), 1) * (bar_h + 6) + 30
     im = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(im)
     verdict = "biased towards " + ", ".join(v.verified) if v.verified else "no evidence of a shortcut"
     _text(draw, (pad, 6), f'class "{v.class_name}": {verdict}')
-    _text(draw, (pad, 20), f"effect = P(class | attribute) - P(class | alternatives); {v.confidence:.0%} interval; "
-                           f"Holm-adjusted p < {v.alpha:g} and effect >= {v.min_effect:g}", fill=(90, 90, 90))
+    _text(draw, (pad, 20), f"effect = P(class | attribute) - P(class | alternatives), {v.confidence:.0%} interval; a test "
+                           f"passes at Holm p < {v.alpha:g} and effect >= {v.min_effect:g} (dashed)", fill=(90, 90, 90))
+    _text(draw, (pad, 32), f"verified: flip and drop both pass, or one passes with its interval above "
+                           f"{v.min_effect_alone:g} while the other is saturated", fill=(90, 90, 90))
     x0, x1 = label_w, width - pad
-    top = 40
+    top = 50
 
     def x(value: float) -> float:
         return x0 + (value + 1) / 2 * (x1 - x0)
@@ -55,7 +57,8 @@ def effects_chart(v: ClassVerification, width: int = 560) -> Image.Image:
     for i, (attribute, e) in enumerate(rows):
         y = top + i * (bar_h + 6)
         mark = " (verified)" if attribute in verified else ""
-        _text(draw, (pad, y + 3), f"{attribute} {e.kind}{mark}"[:28], fill=(0, 0, 0) if mark else (60, 60, 60))
+        sat = ", saturated" if e.saturated and not e.passed else ""
+        _text(draw, (pad, y + 3), f"{attribute[:14]} {e.kind}{sat}{mark}", fill=(0, 0, 0) if mark else (60, 60, 60))
         left, right = sorted((x(0), x(e.effect)))
         colour = _COLOURS[e.kind] if e.significant else tuple(int(c * 0.4 + 150) for c in _COLOURS[e.kind])
         draw.rectangle([left, y + 2, max(right, left + 1), y + bar_h - 2], fill=colour)
