@@ -236,9 +236,7 @@ def run(params, dexter_dir: Path = DEXTER_DIR, out_dir: Path = REASONING_DIR, cl
                       f"{len(result.captions)} captions")
         finally:
             backend.close()
-    except ReasoningError as e:
-        raise StageInputError(str(e)) from None
-    except ValueError as e:  # inconsistent inputs found by the auditor (class names, vocabulary)
+    except ReasoningError as e:  # also inconsistent inputs found by the auditor (class names)
         raise StageInputError(str(e)) from None
 
     names = {d.name for d in dirs}

@@ -29,6 +29,7 @@ import numpy as np
 
 from dexter.activation_score import ActivationScore
 from dexter.reasoning.bank import stopwords, words_of
+from dexter.reasoning.errors import ReasoningError
 from dexter.reasoning.inputs import ClassInputs
 from dexter.reasoning.schema import class_name_forms, clean_phrase, singular
 from dexter.verify import AttributeDesign, ClassVerification, Prober, design_from_template, verify_class
@@ -157,10 +158,10 @@ class Auditor:
     def __init__(self, prober: Prober, class_names: Sequence[str], settings: VerifySettings = VerifySettings(),
                  vocabulary: Vocabulary | None = None) -> None:
         if vocabulary is not None and tuple(vocabulary.class_names) != tuple(class_names):
-            raise ValueError(f"vocabulary classes {list(vocabulary.class_names)} differ from the classifier's "
+            raise ReasoningError(f"vocabulary classes {list(vocabulary.class_names)} differ from the classifier's "
                              f"{list(class_names)}")
         if prober.num_classes != len(class_names):
-            raise ValueError(f"the prober's classifier has {prober.num_classes} classes, {len(class_names)} named")
+            raise ReasoningError(f"the prober's classifier has {prober.num_classes} classes, {len(class_names)} named")
         self.prober, self.class_names, self.settings, self.vocabulary = prober, list(class_names), settings, vocabulary
 
     # -- frames and activation scores ---------------------------------------------------------------------
@@ -245,9 +246,9 @@ class Auditor:
     def _class_index(self, inputs: ClassInputs) -> int:
         c = inputs.meta.class_index
         if not 0 <= c < len(self.class_names):
-            raise ValueError(f"class index {c} out of range for {len(self.class_names)} classes")
+            raise ReasoningError(f"class index {c} out of range for {len(self.class_names)} classes")
         if singular(clean_phrase(self.class_names[c])) not in class_name_forms(inputs.class_name):
-            raise ValueError(f"{inputs.class_dir}: class {c} is {inputs.class_name!r} there but "
+            raise ReasoningError(f"{inputs.class_dir}: class {c} is {inputs.class_name!r} there but "
                              f"{self.class_names[c]!r} for the classifier")
         return c
 

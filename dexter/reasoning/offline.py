@@ -6,7 +6,9 @@ embedding. Report and attributes: which words are over-represented in this class
 to the bank (:mod:`dexter.reasoning.stats`), plus DEXTER's keywords ranked by support. Nothing here
 knows what the world looks like: for the synthetic world the bank is the world's caption vocabulary,
 and the shortcut value (say "water" for class circle) surfaces because the classifier's frames show
-it far more often than the bank's base rate.
+it far more often than the bank's base rate. These statistics only DESCRIBE the captioned frames: when the
+counterfactual test ran (``Evidence.verification``), the bias hypothesis is its measured verdict. On real
+data the bank's ``# group:`` sections supply the alternatives a keyword is tested against.
 """
 
 from __future__ import annotations

@@ -126,11 +126,13 @@ def test_real_data_path_uses_the_backends_proposal(tmp_path):
 
 
 def test_auditor_rejects_inconsistent_inputs(tmp_path):
-    with pytest.raises(ValueError, match="classes"):
+    from dexter.reasoning import ReasoningError
+
+    with pytest.raises(ReasoningError, match="classes"):
         Auditor(world_prober(CFG), ["circle", "square"], SETTINGS, world_vocabulary(SyntheticWorldConfig(num_classes=3)))
     auditor = Auditor(world_prober(CFG), ["circle", "cross"], SETTINGS)
     d = write_class_dir(tmp_path / "dexter", 1, "square", ["land"], [[]])
-    with pytest.raises(ValueError, match="'square' there but 'cross'"):
+    with pytest.raises(ReasoningError, match="'square' there but 'cross'"):
         auditor.verify(load_class_inputs(d))
 
 

@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from dro.data.synthetic import SyntheticWorldConfig, WorldSample, render
-
-WORLD_TEMPLATE = "a picture of a {color} {class} on {background}"
+from stages.reason import WORLD_TEMPLATE  # the stage's description of the world, checked against its captions
 
 
 def parse(cfg: SyntheticWorldConfig, prompt: str, index: int) -> WorldSample:
