@@ -22,9 +22,13 @@ class ClassAudit:
     class_index: int
     class_name: str
     keywords: list[str]
-    frames: list[Path]
+    frames: list[Path]  # DEXTER's optimisation frames (every frame of a run shares one fixed noise)
     report_md: str = ""
     attributes: list[str] = field(default_factory=list)
+    verification: dict | None = None  # the reason stage's verification.json of this class
+    fresh_frames: list[Path] = field(default_factory=list)  # fresh-noise frames the reasoning captioned
+    effects_png: Path | None = None
+    pairs_png: Path | None = None
 
 
 def collect_classes(dexter_dir: Path, reasoning_dir: Path) -> list[ClassAudit]:
@@ -41,8 +45,48 @@ def collect_classes(dexter_dir: Path, reasoning_dir: Path) -> list[ClassAudit]:
                 audit.attributes = list(json.loads(attrs.read_text())["attributes"])
                 report = candidate / "report.md"
                 audit.report_md = report.read_text() if report.exists() else ""
+                verification = candidate / "verification.json"
+                audit.verification = json.loads(verification.read_text()) if verification.exists() else None
+                audit.fresh_frames = sorted((candidate / "frames").glob("*.png"))
+                audit.effects_png = candidate / "effects.png" if (candidate / "effects.png").exists() else None
+                audit.pairs_png = candidate / "counterfactuals.png" if (candidate / "counterfactuals.png").exists() else None
         audits.append(audit)
     return sorted(audits, key=lambda a: a.class_index)
+
+
+EFFECT_COLUMNS = ("label", "class", "attribute", "test", "effect", "ci_low", "ci_high", "p_value", "p_adjusted",
+                  "verified")
+
+
+def effects_rows(audits: list[ClassAudit]) -> list[dict]:
+    """One row per measured effect (``results/effects.csv``, a ``dvc plots`` bar chart)."""
+    rows = []
+    for a in audits:
+        v = a.verification or {}
+        for e in v.get("effects", []):
+            rows.append({"label": f"{a.class_name}: {e['attribute']} ({e['kind']})", "class": a.class_name,
+                         "attribute": e["attribute"], "test": e["kind"], "effect": round(e["effect"], 4),
+                         "ci_low": round(e["ci_low"], 4), "ci_high": round(e["ci_high"], 4),
+                         "p_value": f"{e['p_value']:.3g}", "p_adjusted": f"{e['p_adjusted']:.3g}",
+                         "verified": e["attribute"] in v.get("verified", [])})
+    return rows
+
+
+def verdict_line(a: ClassAudit) -> str:
+    v = a.verification
+    if v is None:
+        return "Verdict: **not tested** (no counterfactual test was run; any attribute below is unverified)"
+    if v["verdict"] == "biased":
+        return f"Verdict of the counterfactual test: **biased towards {', '.join(v['verified'])}**"
+    return "Verdict of the counterfactual test: **no evidence of a shortcut**"
+
+
+def _effects_table(v: dict) -> list[str]:
+    lines = ["| attribute | test | effect | interval | p (Holm) | verified |", "|---|---|---|---|---|---|"]
+    for e in v.get("effects", []):
+        lines.append(f"| {e['attribute']} | {e['kind']} | {e['effect']:+.2f} | [{e['ci_low']:+.2f}, {e['ci_high']:+.2f}] "
+                     f"| {e['p_adjusted']:.2g} | {'yes' if e['attribute'] in v['verified'] else 'no'} |")
+    return lines
 
 
 def frame_grid(frames: list[Path], columns: int = 8, max_frames: int = 32, cell: int = 96) -> Image.Image | None:
@@ -63,18 +107,43 @@ def keywords_by_class(audits: list[ClassAudit]) -> dict[str, list[str]]:
     return {a.class_name: a.keywords for a in audits}
 
 
-def render_markdown(audits: list[ClassAudit], labelling: dict, table_md: str, grid_paths: dict[str, str]) -> str:
-    """``table_md`` is the retrain stage's worst-group table (results/table.md), shown first."""
+def render_markdown(audits: list[ClassAudit], labelling: dict, table_md: str, grid_paths: dict[str, str],
+                    pictures: dict[str, dict[str, str]] | None = None) -> str:
+    """``table_md`` is the retrain stage's worst-group table (results/table.md), shown first.
+
+    ``grid_paths``: class -> DEXTER optimisation-frame grid; ``pictures``: class -> {"effects", "pairs",
+    "fresh"} image paths (relative to the report) of the counterfactual test and the captioned frames.
+    """
+    pictures = pictures or {}
     lines = ["# Bias audit", "", "## Worst-group accuracy", "", table_md.strip()]
     lines += ["", "## Per class", ""]
     for a in audits:
         lines += [f"### {a.class_index}: {a.class_name}", "", f"DEXTER keywords: **{', '.join(a.keywords) or '(none)'}**", ""]
+        lines += [verdict_line(a), ""]
+        v = a.verification
+        if v is not None and v.get("effects"):
+            lines += _effects_table(v) + [""]
+        if v is not None and v.get("skipped"):
+            lines += ["Not tested: " + "; ".join(f"{w} ({why})" for w, why in v["skipped"].items()), ""]
         if a.attributes:
             lines += [f"Pseudo-slice attributes used for labelling: {', '.join(a.attributes)}", ""]
+        pics = pictures.get(a.class_name, {})
+        if "effects" in pics:
+            lines += [f"![effect sizes of {a.class_name}]({pics['effects']})", ""]
+        if "pairs" in pics:
+            lines += ["Counterfactual pairs (same noise; the image with the attribute is framed in red):", "",
+                      f"![counterfactual pairs of {a.class_name}]({pics['pairs']})", ""]
+        if v is not None:
+            cost = v.get("cost_total", v.get("cost", {}))
+            lines += [f"Cost: {cost.get('images_generated', 0)} images generated, {cost.get('seconds', 0):.1f} s.", ""]
+        if "fresh" in pics:
+            lines += ["Captioned frames (fresh noise per image, from each run's final prompt):", "",
+                      f"![fresh-noise frames of {a.class_name}]({pics['fresh']})", ""]
         if a.class_name in grid_paths:
-            lines += [f"![frames classified as {a.class_name}]({grid_paths[a.class_name]})", ""]
+            lines += ["Optimisation frames (every frame of a run shares one fixed noise):", "",
+                      f"![frames classified as {a.class_name}]({grid_paths[a.class_name]})", ""]
         else:
-            lines += ["(no frame was classified as this class)", ""]
+            lines += ["(no optimisation frame was classified as this class)", ""]
         if a.report_md:
             lines += ["<details><summary>Reasoning report</summary>", "", a.report_md.strip(), "", "</details>", ""]
     if labelling:
@@ -83,16 +152,18 @@ def render_markdown(audits: list[ClassAudit], labelling: dict, table_md: str, gr
     return "\n".join(lines) + "\n"
 
 
-def render_html(markdown_text: str, grids: dict[str, Image.Image]) -> str:
-    """A dependency-free page: the Markdown shown as preformatted text sections with the grids inlined."""
+def render_html(markdown_text: str, grids: dict[str, Image.Image | list[Image.Image]]) -> str:
+    """A dependency-free page: the Markdown shown as preformatted text sections with the images inlined."""
     parts = ["<!doctype html><meta charset='utf-8'><title>Bias audit</title>",
              "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
-             "pre{white-space:pre-wrap;background:#f6f6f6;padding:1em}img{image-rendering:pixelated}</style>"]
+             "pre{white-space:pre-wrap;background:#f6f6f6;padding:1em}img{image-rendering:pixelated;display:block;"
+             "margin:0.5em 0}</style>"]
     for block in markdown_text.split("\n### "):
         parts.append(f"<pre>{html.escape(block if block.startswith('#') else '### ' + block)}</pre>")
-        for name, grid in grids.items():
+        for name, images in grids.items():
             if block.split("\n", 1)[0].endswith(f": {name}"):
-                parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{_png_b64(grid)}'>")
+                for grid in images if isinstance(images, list) else [images]:
+                    parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{_png_b64(grid)}'>")
     return "\n".join(parts)
 
 

@@ -1,5 +1,6 @@
-"""Stage ``report``: the audit people read (results/report.md + report.html), results/keywords.json, and
-the pipeline's few DVC metrics (``metrics/summary.json``, see ``dro.report.summary_metrics``)."""
+"""Stage ``report``: the audit people read (results/report.md + report.html), results/keywords.json,
+results/effects.csv (every measured counterfactual effect, a ``dvc plots`` bar chart) and the pipeline's
+few DVC metrics (``metrics/summary.json``, see ``dro.report.summary_metrics``)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def main() -> None:
 
     load_params(args.params)  # validate even though the report only reads files
 
-    from dro.audit_report import collect_classes, frame_grid, keywords_by_class, render_html, render_markdown
+    from dro.audit_report import (EFFECT_COLUMNS, collect_classes, effects_rows, frame_grid, keywords_by_class,
+                                  render_html, render_markdown)
     from dro.io import atomic_write_json, atomic_write_text
     from dro.report import summary_metrics
 
@@ -31,24 +33,57 @@ def main() -> None:
     labelling = json.loads(labelling_path.read_text()) if labelling_path.exists() else {}
     table_md = (RESULTS_DIR / "table.md").read_text()
 
-    grids, grid_paths = {}, {}
+    grids, grid_paths, pictures = {}, {}, {}
     frames_dir = RESULTS_DIR / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
+    for stale in frames_dir.glob("*.png"):
+        stale.unlink()
     for audit in audits:
+        stem = f"{audit.class_index:03d}_{audit.class_name}"
+        images, pics = [], {}
+        for key, image in (("effects", _open(audit.effects_png)), ("pairs", _open(audit.pairs_png)),
+                           ("fresh", frame_grid(audit.fresh_frames))):
+            if image is not None:
+                path = frames_dir / f"{stem}_{key}.png"
+                image.save(path)
+                pics[key] = str(path.relative_to(RESULTS_DIR))
+                images.append(image)
         grid = frame_grid(audit.frames)
         if grid is not None:
-            grids[audit.class_name] = grid
-            path = frames_dir / f"{audit.class_index:03d}_{audit.class_name}.png"
+            images.append(grid)
+            path = frames_dir / f"{stem}.png"
             grid.save(path)
             grid_paths[audit.class_name] = str(path.relative_to(RESULTS_DIR))
+        grids[audit.class_name], pictures[audit.class_name] = images, pics
 
-    markdown = render_markdown(audits, labelling, table_md, grid_paths)
+    markdown = render_markdown(audits, labelling, table_md, grid_paths, pictures)
     atomic_write_text(RESULTS_DIR / "report.md", markdown)
     atomic_write_text(RESULTS_DIR / "report.html", render_html(markdown, grids))
     atomic_write_json(RESULTS_DIR / "keywords.json", keywords_by_class(audits))
+    atomic_write_text(RESULTS_DIR / "effects.csv", _csv(effects_rows(audits), EFFECT_COLUMNS))
     results = json.loads((RESULTS_DIR / "metrics.json").read_text())
     atomic_write_json(SUMMARY, summary_metrics(results, labelling))
     print(f"wrote {RESULTS_DIR / 'report.md'} and report.html for {len(audits)} classes")
+
+
+def _open(path):
+    from PIL import Image
+
+    if path is None:
+        return None
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def _csv(rows: list[dict], columns) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 METHOD.md section 2. Per class: captions of the frames DEXTER kept (a VLM, or CLIP retrieval over a
 phrase bank offline), a Markdown report with four sections (an LLM, or keyword/caption statistics
-offline) and ``attributes.json``, the short phrases the CLIP slice-labelling stage uses.
+offline) and ``attributes.json``, the short phrases the CLIP slice-labelling stage uses. With an
+:class:`~dexter.reasoning.audit.Auditor` (the classifier answering DEXTER's generator) the frames are
+fresh-noise images and every keyword is tested by a counterfactual test before it becomes an attribute.
 
 Heavy imports (torch, transformers, openai) happen only when a backend is built.
 """

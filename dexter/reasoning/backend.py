@@ -8,7 +8,7 @@ language model). :func:`dexter.reasoning.core.reason_about_class` only talks to 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -27,7 +27,11 @@ class Evidence:
     """One class's DEXTER outputs plus their captions: the input of a report and of the attributes."""
 
     meta: KeywordsFile
-    captions: dict[str, str]  # frame path relative to the class folder -> caption
+    captions: dict[str, str]  # frame path -> caption
+    # the counterfactual test (dexter.verify.ClassVerification.as_dict()); None when it was not run
+    verification: dict | None = None
+    # activation scores: {"prompts": [...], "captions": [...]}, each ActivationScore.as_dict()
+    activation: dict = field(default_factory=dict)
 
     @property
     def class_name(self) -> str:
@@ -50,7 +54,15 @@ class ReasoningBackend(Protocol):
         ...
 
     def attributes(self, evidence: Evidence, report: str) -> tuple[list[str], str]:
-        """Pseudo-slice attribute phrases (most important first) and the rationale behind them."""
+        """Pseudo-slice attribute phrases (most important first) and the rationale behind them.
+
+        A proposal only: when the counterfactual test ran, the attributes handed on are the verified ones.
+        """
+        ...
+
+    def counterfactuals(self, class_name: str, attribute: str, class_names: Sequence[str]):
+        """How to test ``attribute`` for ``class_name`` on data without a known vocabulary:
+        a :class:`dexter.reasoning.proposals.CounterfactualProposal`, or a string saying why it cannot be tested."""
         ...
 
     def close(self) -> None: ...

@@ -1,11 +1,18 @@
 """The public entry points: build a backend, reason about one class folder.
 
 ``reason_about_class`` is the same whether called by the DVC stage, the single-class explain command
-or a notebook. It writes three files per class, each atomically (a crash never leaves a truncated
-file): ``captions.json`` (frame path -> caption), ``report.md`` and ``attributes.json``.
+or a notebook. It writes, each atomically (a crash never leaves a truncated file): ``captions.json``
+(frame path -> caption), ``report.md`` and ``attributes.json``; with an :class:`~dexter.reasoning.audit.Auditor`
+(the audited classifier and DEXTER's generator) also the fresh-noise ``frames/``, ``verification.json``,
+``effects.png``, ``counterfactuals.png``, ``as_dexter_prompts.txt`` and ``as_captions.txt``.
 ``attributes.json`` is written last, so its presence means the class is complete. A frame the backend
 could not caption acceptably (``None``) is left out of ``captions.json`` and of the evidence, and
 counted (``captions_dropped`` in ``attributes.json``).
+
+With an auditor the frames captioned are fresh-noise images of each run's final prompt and the
+attributes handed on are those the counterfactual test verified. Without one (no generator at hand)
+DEXTER's optimisation frames are captioned, the backend's proposal is passed on and every output says
+it is UNVERIFIED.
 """
 
 from __future__ import annotations
@@ -20,12 +27,21 @@ from dexter.reasoning.backend import Evidence, ReasoningBackend
 from dexter.reasoning.errors import ReasoningError
 from dexter.reasoning.inputs import load_class_inputs
 from dexter.reasoning.schema import AttributesFile, ClassReasoning, finalize_attributes
+from dexter.reasoning.summary import rationale as verified_rationale
+from dexter.reasoning.summary import contradictions, verdict_sentence, verification_section
 
 log = logging.getLogger(__name__)
 
 CAPTIONS_FILE = "captions.json"
 REPORT_FILE = "report.md"
 ATTRIBUTES_FILE = "attributes.json"
+VERIFICATION_FILE = "verification.json"
+EFFECTS_PNG = "effects.png"
+PAIRS_PNG = "counterfactuals.png"
+AS_PROMPTS_FILE = "as_dexter_prompts.txt"
+AS_CAPTIONS_FILE = "as_captions.txt"
+UNVERIFIED = ("UNVERIFIED: no counterfactual test was run (no generator and classifier were given), so these "
+              "attributes are the reasoning backend's proposal, not tested on the classifier.")
 
 
 def make_backend(kind: Literal["offline", "openai"], **settings: Any) -> ReasoningBackend:
@@ -50,8 +66,8 @@ def make_backend(kind: Literal["offline", "openai"], **settings: Any) -> Reasoni
         raise ReasoningError(f"{kind} backend: {e}") from None
 
 
-def reason_about_class(class_dir: Path, out_dir: Path, backend: ReasoningBackend) -> ClassReasoning:
-    """Caption a class's DEXTER frames, write its bias report and its pseudo-slice attributes."""
+def reason_about_class(class_dir: Path, out_dir: Path, backend: ReasoningBackend, auditor=None) -> ClassReasoning:
+    """Caption a class's frames, test its keywords (with ``auditor``), write its report and attributes."""
     if isinstance(backend, str):
         raise ReasoningError(
             f"reason_about_class needs a backend object, got the string {backend!r}: build one with "
@@ -60,12 +76,20 @@ def reason_about_class(class_dir: Path, out_dir: Path, backend: ReasoningBackend
     inputs = load_class_inputs(class_dir)
     out_dir = Path(out_dir)
     name = inputs.class_name
-    log.info("reasoning about class %r: %d frames, keywords %s", name, len(inputs.frames), inputs.meta.keywords)
+    log.info("reasoning about class %r: keywords %s", name, inputs.meta.keywords)
+    activation: dict = {}
+    if auditor is not None:
+        start_images, start_s = auditor.prober.images_generated, auditor.prober.seconds
+        rel_frames, prompt_scores = auditor.fresh_frames(inputs, out_dir)
+        frame_paths = [out_dir / f for f in rel_frames]
+        activation["prompts"] = [a.as_dict() for a in prompt_scores]
+    else:
+        rel_frames, frame_paths = list(inputs.frames), [inputs.frame_path(f) for f in inputs.frames]
 
-    texts = backend.caption(name, [inputs.frame_path(f) for f in inputs.frames]) if inputs.frames else []
-    if len(texts) != len(inputs.frames):
-        raise ReasoningError(f"backend returned {len(texts)} captions for {len(inputs.frames)} frames")
-    captions = {f: t for f, t in zip(inputs.frames, texts) if t is not None}
+    texts = backend.caption(name, frame_paths) if frame_paths else []
+    if len(texts) != len(frame_paths):
+        raise ReasoningError(f"backend returned {len(texts)} captions for {len(frame_paths)} frames")
+    captions = {f: t for f, t in zip(rel_frames, texts) if t is not None}
     dropped = len(texts) - len(captions)
     if dropped and not captions:
         raise ReasoningError(f"class {name!r}: none of the {dropped} frames got an acceptable caption "
@@ -75,21 +99,94 @@ def reason_about_class(class_dir: Path, out_dir: Path, backend: ReasoningBackend
                     name, dropped, len(texts))
     atomic_write_json(out_dir / CAPTIONS_FILE, captions)
 
-    evidence = Evidence(inputs.meta, captions)
+    verification = None
+    if auditor is not None:
+        c = inputs.meta.class_index
+        activation["captions"] = [a.as_dict() for a in auditor.score_prompts(list(captions.values()), c)]
+        result = auditor.verify(inputs, backend)
+        verification = result.as_dict()
+        verification["cost_total"] = {"images_generated": auditor.prober.images_generated - start_images,
+                                      "seconds": round(auditor.prober.seconds - start_s, 2)}
+        verification["activation"] = activation
+        _write_pictures(out_dir, result, auditor)
+        _write_activation(out_dir, name, activation)
+        atomic_write_json(out_dir / VERIFICATION_FILE, verification)
+
+    evidence = Evidence(inputs.meta, captions, verification=verification, activation=activation)
     report = backend.report(evidence).strip() + "\n"
+    if verification is not None:
+        report = _with_measured_verdict(report, verification, activation)
+    else:
+        report += f"\n_{UNVERIFIED}_\n"
     atomic_write_text(out_dir / REPORT_FILE, report)
 
-    phrases, rationale = backend.attributes(evidence, report)
-    attributes = AttributesFile(
-        class_name=name,
-        attributes=finalize_attributes(phrases, name),
-        rationale=rationale,
-        keywords=list(inputs.meta.keywords),
-        written_by=backend.written_by,
-        captions_dropped=dropped,
-    )
+    phrases, backend_rationale = backend.attributes(evidence, report)
+    proposed = finalize_attributes(phrases, name)
+    if verification is not None:
+        attributes = AttributesFile(
+            class_name=name, attributes=list(verification["verified"]),
+            rationale=verified_rationale(verification, proposed, backend_rationale),
+            keywords=list(inputs.meta.keywords), written_by=backend.written_by, verdict=verification["verdict"],
+            alternatives=verification["alternatives"],
+            captions_dropped=dropped,
+            effects=[e for e in verification["effects"] if e["attribute"] in verification["verified"]]
+            + [e for e in verification["effects"] if e["attribute"] not in verification["verified"]],
+        )
+    else:
+        attributes = AttributesFile(
+            class_name=name, attributes=proposed, rationale=f"{UNVERIFIED} {backend_rationale}",
+            keywords=list(inputs.meta.keywords), written_by=backend.written_by,
+            verdict="biased" if proposed else "no_evidence", captions_dropped=dropped,
+        )
     if not attributes.attributes:
-        log.warning("class %r: no attribute survived (no keyword and no over-represented word)", name)
+        log.info("class %r: no attribute handed on (verdict %s)", name, attributes.verdict)
     atomic_write_json(out_dir / ATTRIBUTES_FILE, attributes.model_dump())
     return ClassReasoning(class_name=name, captions=captions, report=report, attributes=attributes,
                           captions_dropped=dropped)
+
+
+def _with_measured_verdict(report: str, verification: dict, activation: dict) -> str:
+    """The measured verdict first (under the title) and in full at the end; claims of the text that the test
+    contradicts are quoted in a note, so no reader takes them for findings."""
+    lines = report.split("\n")
+    at = 1 if lines and lines[0].startswith("# ") else 0
+    note = [f"> Measured on the classifier: {verdict_sentence(verification)}"]
+    wrong = contradictions(report, verification)
+    if wrong:
+        note.append("> The text below claims what the counterfactual test does not support, so the test's verdict "
+                    "stands: " + " / ".join(f"\"{w}\"" for w in wrong))
+    lines[at:at] = (["", *note] if at and at < len(lines) and not lines[at].strip() else ["", *note, ""]) if at \
+        else [*note, ""]
+    return "\n".join(lines).rstrip() + "\n\n" + verification_section(verification, activation)
+
+
+def _write_pictures(out_dir: Path, result, auditor) -> None:
+    from dexter.verify.plots import effects_chart, pairs_grid
+
+    _save_png(out_dir / EFFECTS_PNG, effects_chart(result))
+    grid = pairs_grid(result, auditor.prober)
+    if grid is not None:
+        _save_png(out_dir / PAIRS_PNG, grid)
+    else:
+        (out_dir / PAIRS_PNG).unlink(missing_ok=True)
+
+
+def _save_png(path: Path, image) -> None:
+    import io
+
+    from dro.io import atomic_writer
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    with atomic_writer(path, "wb") as f:
+        f.write(buffer.getvalue())
+
+
+def _write_activation(out_dir: Path, class_name: str, activation: dict) -> None:
+    from dexter.activation_score import ActivationScore
+    from dexter.reasoning.audit import activation_lines
+
+    for key, fname in (("prompts", AS_PROMPTS_FILE), ("captions", AS_CAPTIONS_FILE)):
+        scores = [ActivationScore(a["prompt"], a["class_index"], a["n"], a["hits"], a["mean_prob"])
+                  for a in activation.get(key, [])]
+        atomic_write_text(out_dir / fname, activation_lines(scores, class_name))

@@ -6,7 +6,9 @@ embedding. Report and attributes: which words are over-represented in this class
 to the bank (:mod:`dexter.reasoning.stats`), plus DEXTER's keywords ranked by support. Nothing here
 knows what the world looks like: for the synthetic world the bank is the world's caption vocabulary,
 and the shortcut value (say "water" for class circle) surfaces because the classifier's frames show
-it far more often than the bank's base rate.
+it far more often than the bank's base rate. These statistics only DESCRIBE the captioned frames: when the
+counterfactual test ran (``Evidence.verification``), the bias hypothesis is its measured verdict. On real
+data the bank's ``# group:`` sections supply the alternatives a keyword is tested against.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import numpy as np
 
 from dexter.reasoning.backend import Evidence
 from dexter.reasoning.errors import ReasoningError
-from dexter.reasoning.bank import load_phrase_bank
-from dexter.reasoning.schema import finalize_attributes, class_name_forms, singular
+from dexter.reasoning.bank import PhraseGroup, load_phrase_bank, load_phrase_groups, words_of
+from dexter.reasoning.schema import clean_phrase, finalize_attributes, class_name_forms, singular
 from dexter.reasoning.stats import KeywordSupport, WordStat, caption_word_stats, is_informative, keyword_support
 
 OFFLINE_NOTICE = "written by the offline backend: no language model"
@@ -100,6 +102,8 @@ class OfflineBackend:
         embedder: Embedder | None = None,
     ) -> None:
         self.phrases = list(dict.fromkeys(phrases)) if phrases is not None else load_phrase_bank(bank)
+        # attribute groups of the bank (the alternatives of a keyword on real data); a plain list has none
+        self.groups: list[PhraseGroup] = [] if phrases is not None else load_phrase_groups(bank)
         if len(self.phrases) < 2:
             raise ReasoningError(f"the phrase bank holds {len(self.phrases)} phrase(s); retrieval needs at least 2")
         if embedder is None and clip is None:
@@ -188,7 +192,14 @@ class OfflineBackend:
         else:
             lines.append(f"- No caption word is over-represented (lift >= {self.min_lift:g}, p < {self.alpha:g}).")
         lines += ["", "## Bias hypothesis", ""]
-        lines.append(_hypothesis(name, f))
+        if evidence.verification is not None:
+            from dexter.reasoning.summary import VERIFIED_SECTION, verdict_sentence
+
+            lines.append(verdict_sentence(evidence.verification)
+                         + f" This verdict is measured on the classifier (see \"{VERIFIED_SECTION}\" below); the "
+                         "word statistics above only describe the captioned frames.")
+        else:
+            lines.append("UNVERIFIED (word statistics only, no counterfactual test): " + _hypothesis(name, f))
         return "\n".join(lines) + "\n"
 
     def attributes(self, evidence: Evidence, report: str) -> tuple[list[str], str]:
@@ -226,6 +237,27 @@ class OfflineBackend:
                          + ", ".join(f"{s.word} ({s.share:.0%} vs {s.expected:.0%})" for s in f.over) + ".")
         parts.append(f"The class name \"{name}\" itself is excluded.")
         return phrases, " ".join(parts)
+
+    def counterfactuals(self, class_name: str, attribute: str, class_names: Sequence[str]):
+        """From the bank's groups: the group phrase that contains the keyword, against the group's phrases
+        LEAST similar to it in CLIP text space (contrasts such as forest or desert for sea, not lake or river)."""
+        from dexter.reasoning.proposals import CounterfactualProposal
+
+        key = singular(clean_phrase(attribute))
+        for group in self.groups:
+            hits = [v for v in group.values if key in {singular(w) for w in words_of(v)}]
+            if hits:
+                break
+        else:
+            return "not a phrase of any attribute group of the phrase bank"
+        value = hits[0]
+        others = [v for v in group.values if v not in hits]
+        if not others:
+            return f"the bank's group {group.name!r} has no alternative to {value!r}"
+        emb = self.embedder.embed_texts([value, *others])
+        order = np.argsort(emb[1:] @ emb[0], kind="stable")[:4]
+        return CounterfactualProposal(kind=group.name, value=value, alternatives=tuple(others[i] for i in order),
+                                      template=group.template)
 
     def close(self) -> None:
         self._embedder = None

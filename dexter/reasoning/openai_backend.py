@@ -334,6 +334,28 @@ class OpenAIBackend:
             f"{evidence.class_name!r} after {self.json_retries + 1} attempts; last problem: {error}"
         )
 
+    # -- counterfactual prompts (real data: the world's vocabulary is unknown) -------------------------
+    def counterfactuals(self, class_name: str, attribute: str, class_names: Sequence[str]):
+        """A validated :class:`CounterfactualProposal` (or the model's reason it is not testable), JSON-repaired."""
+        from dexter.reasoning.proposals import counterfactual_request, parse_counterfactual
+
+        messages = [{"role": "system", "content": self.prompts["counterfactual"]},
+                    {"role": "user", "content": counterfactual_request(class_name, attribute, class_names, 4)}]
+        keys, error = [], ""
+        for _ in range(self.json_retries + 1):
+            keys.append(self.chat.key(self.llm, messages, self.json_mode))
+            text = self.chat.complete(self.llm, messages, json_mode=self.json_mode)
+            try:
+                return parse_counterfactual(text)
+            except ValueError as e:
+                error = str(e)
+                messages = messages + [{"role": "assistant", "content": text},
+                                       {"role": "user", "content": f"That reply is not valid: {error}. Reply again "
+                                        "with ONLY the JSON object described in the instructions."}]
+        for key in keys:  # a failed chain is not kept: a rerun asks again
+            self.chat.cache.delete(key)
+        return f"model {self.llm!r} returned no valid counterfactual JSON after {self.json_retries + 1} attempts ({error})"
+
     def close(self) -> None:
         self.chat.close()
 
@@ -386,4 +408,8 @@ def _evidence_text(evidence: Evidence) -> str:
         lines.append(f"- run {r.run}: words {r.words}; images assigned to the class: {r.hits}; prompt: {r.prompt!r}")
     lines.append(f"\nCaptions of {len(evidence.captions)} images the classifier assigned to this class:")
     lines += [f"{i}. {c}" for i, c in enumerate(evidence.captions.values(), 1)]
+    if evidence.verification is not None:  # measured on the classifier: binding for the report
+        from dexter.reasoning.summary import verification_text
+
+        lines += ["", verification_text(evidence.verification)]
     return "\n".join(lines)

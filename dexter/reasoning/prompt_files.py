@@ -11,11 +11,11 @@ from pathlib import Path
 
 from dexter.reasoning.errors import ReasoningError
 
-PROMPT_NAMES = ("caption", "report", "attributes")
+PROMPT_NAMES = ("caption", "report", "attributes", "counterfactual")
 
 
 def load_prompts(overrides: dict[str, str | Path | None] | None = None) -> dict[str, str]:
-    """The three system prompts, each from the packaged file unless ``overrides[name]`` names a file."""
+    """The system prompts, each from the packaged file unless ``overrides[name]`` names a file."""
     overrides = {k: v for k, v in (overrides or {}).items() if v}
     unknown = set(overrides) - set(PROMPT_NAMES)
     if unknown:

@@ -8,6 +8,7 @@ out so nothing unchecked (for instance an LLM's half-JSON) ever reaches ``attrib
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -92,9 +93,31 @@ class AttributeProposal(BaseModel):
         return value
 
 
+class EffectRecord(BaseModel):
+    """One counterfactual comparison as ``attributes.json`` lists it (see :class:`dexter.verify.Effect`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    attribute: str
+    kind: Literal["flip", "drop"]
+    effect: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    p_adjusted: float
+    n: int
+    significant: bool
+
+
 class AttributesFile(BaseModel):
-    """``attributes.json``: what the slice-labelling stage reads (``captions_dropped``: frames whose caption
-    failed :func:`check_caption` even after a retry and were left out of the evidence)."""
+    """``attributes.json``: what the slice-labelling stage reads.
+
+    ``attributes`` are the VERIFIED ones (empty when ``verdict`` is "no_evidence"), each with its
+    ``alternatives`` (the other values of the same kind) for the labelling stage's zero-shot choice.
+    ``effects`` is empty only when no counterfactual test was run (library use without a generator); the
+    rationale then says that the attributes are unverified. ``captions_dropped``: frames whose caption
+    failed :func:`check_caption` even after a retry and were left out of the evidence.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -103,6 +126,9 @@ class AttributesFile(BaseModel):
     rationale: str
     keywords: list[str]
     written_by: str
+    verdict: Literal["biased", "no_evidence"]
+    alternatives: dict[str, list[str]] = Field(default_factory=dict)
+    effects: list[EffectRecord] = Field(default_factory=list)
     captions_dropped: int = 0
 
 

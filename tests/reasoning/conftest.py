@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+# the counterfactual-test doubles (a rendered world as the generator, pixel-keyed classifiers) live with the
+# verify tests; the reasoning stage tests use them too
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "verify"))
 
 
 @pytest.fixture(scope="session")

@@ -35,11 +35,18 @@ CAPTION = "A red circle floating on blue water with small waves."
 MALFORMED = 'Sure! Here it is: {"attributes": ["water", "rationale": '  # the "malformed" fault's answer
 
 
+COUNTERFACTUAL_JSON = ('{"testable": true, "kind": "background", "value": "water", "alternatives": ["a forest", '
+                       '"a desert"], "template": "a photo of a {class} in front of {value}"}')
+
+
 def request_kind(body: dict) -> str:
-    """caption (an image is attached), attributes (JSON mode asked for) or report."""
+    """caption (an image is attached), counterfactual (its system prompt), attributes (JSON mode) or report."""
     for m in body.get("messages", []):
         if isinstance(m.get("content"), list) and any(p.get("type") == "image_url" for p in m["content"]):
             return "caption"
+    system = next((m.get("content") for m in body.get("messages", []) if m.get("role") == "system"), "")
+    if isinstance(system, str) and system.startswith("You design a counterfactual test"):
+        return "counterfactual"
     return "attributes" if "response_format" in body else "report"
 
 
@@ -48,7 +55,8 @@ class FakeChatServer:
         self.slow_s = slow_s
         self.requests: list[dict] = []  # {"kind", "body", "headers", "path"}
         self.faults: dict[str, deque[str]] = defaultdict(deque)
-        self.answers: dict[str, str] = {"caption": CAPTION, "report": REPORT_MD, "attributes": ATTRIBUTES_JSON}
+        self.answers: dict[str, str] = {"caption": CAPTION, "report": REPORT_MD, "attributes": ATTRIBUTES_JSON,
+                                        "counterfactual": COUNTERFACTUAL_JSON}
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True

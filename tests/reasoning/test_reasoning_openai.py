@@ -84,11 +84,13 @@ def test_round_trip_captions_report_attributes(server, key_env, class_dir, tmp_p
     assert attrs == {
         "class_name": "circle",
         "attributes": ["water", "blue waves"],  # validated, lower-cased, class name dropped
-        "rationale": "Water dominates every image.",
+        "rationale": attrs["rationale"],
         "keywords": ["water", "lake"],
         "written_by": b.written_by,
         "captions_dropped": 0,
+        "verdict": "biased", "alternatives": {}, "effects": [],  # no counterfactual test without a generator
     }
+    assert attrs["rationale"].startswith("UNVERIFIED") and attrs["rationale"].endswith("Water dominates every image.")
     att_req = [r for r in server.requests if r["kind"] == "attributes"][0]["body"]
     assert att_req["response_format"] == {"type": "json_object"}
     assert "Bias hypothesis" in att_req["messages"][-1]["content"]  # built from the report too

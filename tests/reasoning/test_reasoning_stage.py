@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from reasoning_fakes import FakeChatServer, solid, write_class_dir
+from verify_fakes import world_prober
 
 from stages import reason
 from stages.common import StageInputError
@@ -22,15 +23,29 @@ def params_for(tmp_path: Path, **reasoning) -> object:
         "dataset": "synthetic",
         "device": "cpu",
         "models": {"world": {"stable_diffusion": "none", "bert": "none", "clip": str(tmp_path / "no_clip")}},
-        "reasoning": reasoning,
+        "reasoning": {"verify": {"n_images": 8, "activation_images": 8, "caption_frames": 2}, **reasoning},
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     return parse_params(raw)
 
 
-def fabricate(root: Path) -> None:
+def fabricate(root: Path, erm: bool = True) -> None:
     write_class_dir(root, 0, "circle", ["water"], [[solid((40, 80, 170), seed=i) for i in range(3)]])
     write_class_dir(root, 1, "square", ["land"], [[solid((90, 130, 50), seed=i) for i in range(2)]])
+    if erm:  # the audited classifier's config (its answers come from the test's prober)
+        (root.parent / "erm").mkdir(parents=True, exist_ok=True)
+        (root.parent / "erm" / "config.json").write_text(json.dumps({"class_names": ["circle", "square"]}))
+
+
+def prober():
+    """The 2-class world rendered, answered by a classifier for which anything on water is a circle."""
+    from dro.data.synthetic import SyntheticWorldConfig
+
+    return world_prober(SyntheticWorldConfig(num_classes=2), {0: ("background", 0)})
+
+
+def n_captions(root: Path) -> int:
+    return sum(len(json.loads(p.read_text())) for p in root.glob("*/captions.json"))
 
 
 def test_synthetic_phrase_bank_is_the_worlds_caption_vocabulary():
@@ -50,17 +65,25 @@ def test_stage_openai_all_classes_resume_and_no_key(tmp_path, monkeypatch):
     with FakeChatServer() as server:
         params = params_for(tmp_path, backend="openai", base_url=server.base_url, api_key_env="STAGE_KEY",
                             timeout_s=2, max_retries=2)
-        summary = reason.run(params)
+        summary = reason.run(params, prober=prober())
         n = server.count()
-        assert n == 5 + 2 * 2  # 5 captions, a report and attributes per class
-        assert summary["classes"]["000_circle"]["attributes"] == ["water", "blue waves"]
+        out = tmp_path / "outputs" / "reasoning"
+        assert n_captions(out) == 2 + 2 and n == n_captions(out) + 2 * 2  # 2 fresh frames per run, report + attributes
+        # the LLM proposed "water" and "blue waves"; only the verified one is handed on
+        assert summary["classes"]["000_circle"]["attributes"] == ["water"]
+        assert summary["classes"]["000_circle"]["verdict"] == "biased"
         assert summary["classes"]["001_square"]["class_name"] == "square"
+        attrs = json.loads((out / "000_circle" / "attributes.json").read_text())
+        assert "blue waves" in attrs["rationale"] and "not verified" in attrs["rationale"]
+        report_req = [r for r in server.requests if r["kind"] == "report"][0]["body"]["messages"][-1]["content"]
+        assert "Counterfactual test on the classifier itself" in report_req and "water: flip +1.00" in report_req
         for cls in ("000_circle", "001_square"):
-            for f in ("captions.json", "report.md", "attributes.json"):
-                assert (tmp_path / "outputs" / "reasoning" / cls / f).is_file()
-        assert (tmp_path / "outputs" / "reasoning" / ".cache").is_dir()
+            for f in ("captions.json", "report.md", "attributes.json", "verification.json", "effects.png",
+                      "as_dexter_prompts.txt", "as_captions.txt"):
+                assert (out / cls / f).is_file()
+        assert (out / ".cache").is_dir()
 
-        reason.run(params)  # nothing changed: skipped, zero requests
+        reason.run(params, prober=prober())  # nothing changed: skipped, zero requests
         assert server.count() == n
 
         # one class's DEXTER output changes: only that class is redone, from the cache where possible
@@ -68,10 +91,12 @@ def test_stage_openai_all_classes_resume_and_no_key(tmp_path, monkeypatch):
         meta = json.loads(kw.read_text())
         meta["keywords"] = ["land", "grass"]
         kw.write_text(json.dumps(meta))
-        reason.run(params)
+        reason.run(params, prober=prober())
         assert server.count() == n + 2  # new report and attributes (the captions come from the cache)
-        attrs = json.loads((tmp_path / "outputs" / "reasoning" / "001_square" / "attributes.json").read_text())
+        attrs = json.loads((out / "001_square" / "attributes.json").read_text())
         assert attrs["keywords"] == ["land", "grass"]
+        v = json.loads((out / "001_square" / "verification.json").read_text())
+        assert "grass" in v["skipped"] and "not a value of any attribute kind" in v["skipped"]["grass"]
 
     for p in tmp_path.rglob("*"):
         if p.is_file():
@@ -84,19 +109,23 @@ def test_stage_offline_with_tiny_clip(tmp_path, monkeypatch, tiny_clip):
     monkeypatch.chdir(tmp_path)
     fabricate(tmp_path / "outputs" / "dexter")
     params = params_for(tmp_path, clip=str(clip))
-    summary = reason.run(params)
+    summary = reason.run(params, prober=prober())
     assert set(summary["classes"]) == {"000_circle", "001_square"}
     report = (tmp_path / "outputs" / "reasoning" / "000_circle" / "report.md").read_text()
-    assert "no language model" in report
+    assert "no language model" in report and "## Verdict of the counterfactual test" in report
     captions = json.loads((tmp_path / "outputs" / "reasoning" / "001_square" / "captions.json").read_text())
     bank = set(reason.synthetic_phrase_bank(params.synthetic))
     assert len(captions) == 2 and set(captions.values()) <= bank
+    assert all(k.startswith("frames/") for k in captions)  # fresh-noise frames, not DEXTER's
+    verification = json.loads((tmp_path / "outputs" / "reasoning" / "verification.json").read_text())
+    assert verification["biased_classes"] == ["circle"]
+    assert verification["classes"]["001_square"]["verdict"] == "no_evidence"
 
     # a class DEXTER no longer produces disappears from the reasoning outputs too
     import shutil
 
     shutil.rmtree(tmp_path / "outputs" / "dexter" / "001_square")
-    summary = reason.run(params)
+    summary = reason.run(params, prober=prober())
     assert set(summary["classes"]) == {"000_circle"}
     assert not (tmp_path / "outputs" / "reasoning" / "001_square").exists()
 
@@ -106,9 +135,18 @@ def test_stage_errors_are_one_line_input_errors(tmp_path, monkeypatch):
     params = params_for(tmp_path)
     with pytest.raises(StageInputError, match="run the DEXTER stage first"):
         reason.run(params)
-    fabricate(tmp_path / "outputs" / "dexter")
-    with pytest.raises(StageInputError, match="cannot load CLIP"):
+    fabricate(tmp_path / "outputs" / "dexter", erm=False)
+    with pytest.raises(StageInputError, match="no classifier at outputs/erm"):
         reason.run(params)
+    fabricate(tmp_path / "outputs" / "dexter")
+    with pytest.raises(StageInputError, match="no classifier at outputs/erm.*model.safetensors"):
+        reason.run(params)  # the config alone is not a classifier
+    with pytest.raises(StageInputError, match="cannot load CLIP"):
+        reason.run(params, prober=prober())
+    (tmp_path / "outputs" / "erm" / "config.json").write_text(json.dumps({"class_names": ["circle", "cross"]}))
+    with pytest.raises(StageInputError, match="not the synthetic world's"):
+        reason.run(params, prober=prober())
+    (tmp_path / "outputs" / "erm" / "config.json").write_text(json.dumps({"class_names": ["circle", "square"]}))
     monkeypatch.delenv("NO_KEY_HERE", raising=False)
     with pytest.raises(StageInputError, match="NO_KEY_HERE"):
         reason.run(params_for(tmp_path, backend="openai", api_key_env="NO_KEY_HERE"))

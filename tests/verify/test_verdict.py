@@ -1,0 +1,145 @@
+"""Planted effects: a classifier keyed on a pixel pattern is caught with the right attribute, others are not."""
+
+from __future__ import annotations
+
+from itertools import product
+
+import pytest
+from verify_fakes import WORLD_TEMPLATE, TableProber, world_prober, world_vocabulary
+
+from dexter.reasoning.audit import world_design
+from dexter.verify import design_from_template, verify_class
+from dro.data.synthetic import SyntheticWorldConfig, WorldSample, caption
+
+CFG2 = SyntheticWorldConfig(num_classes=2)
+CFG4 = SyntheticWorldConfig(num_classes=4)
+
+
+def designs(cfg, class_index, words):
+    vocab = world_vocabulary(cfg)
+    flip = [k for k in range(len(cfg.shapes)) if k != class_index]
+    return [world_design(vocab, class_index, w, flip) for w in words]
+
+
+def test_world_template_is_the_worlds_caption():
+    for s, c, b in product(range(4), range(4), range(4)):
+        text = WORLD_TEMPLATE.format(**{"class": CFG4.shapes[s], "color": CFG4.colors[c],
+                                        "background": CFG4.backgrounds[b]})
+        assert text == caption(CFG4, WorldSample(s, c, b, 0))
+
+
+def test_background_keyed_classifier_is_caught_with_the_right_attribute():
+    prober = world_prober(CFG2, {0: ("background", 0)})  # water outweighs the shape: squares on water are "circles"
+    v = verify_class(prober, designs(CFG2, 0, ["water", "red", "land"]), 0, "circle", n_images=16)
+    assert v.verdict == "biased" and v.verified == ["water"]
+    water = v.effects_of("water")
+    assert water["flip"].effect == pytest.approx(1.0) and water["flip"].passed and water["flip"].p_adjusted < 1e-6
+    # every circle is a circle anyway: the drop test has no room for an effect (saturated), flip decides
+    assert water["drop"].effect == 0 and water["drop"].saturated and not water["drop"].passed
+    assert not any(e.significant for e in v.effects if e.attribute != "water")
+    assert v.alternatives == {"water": ["land"]}
+    # the same classifier audited for square: squares on water are lost to circle, so squares "need" land (drop),
+    # but land never turns a circle into a square (flip): losing to another class's shortcut is not a bias
+    v1 = verify_class(prober, designs(CFG2, 1, ["land", "yellow"]), 1, "square", n_images=16)
+    assert v1.effects_of("land")["drop"].passed and not v1.effects_of("land")["flip"].passed
+    assert v1.verdict == "no_evidence"
+    # a classifier whose water signal does not outweigh the shape: no flip, circles saturated -> nothing to claim
+    weak = verify_class(world_prober(CFG2, {0: ("background", 0)}, weight=0.5), designs(CFG2, 0, ["water"]), 0,
+                        "circle", n_images=16)
+    assert weak.verdict == "no_evidence"
+
+
+def test_classifier_that_ignores_the_background_is_not_reported():
+    prober = world_prober(CFG2, {})  # reads the shape only
+    v = verify_class(prober, designs(CFG2, 0, ["water", "red"]), 0, "circle", n_images=16)
+    assert v.verdict == "no_evidence" and v.verified == [] and v.alternatives == {}
+    assert all(e.effect == 0 and not e.significant for e in v.effects)
+
+
+def test_four_class_world_each_class_gets_its_own_shortcut_and_nothing_else():
+    # circle <- water, square <- red; triangle and cross by shape only. Keywords mix true and false leads.
+    prober = world_prober(CFG4, {0: ("background", 0), 1: ("color", 0)})
+    keywords = {0: ["water", "yellow", "snow"], 1: ["red", "land", "water"], 2: ["sand", "purple"],
+                3: ["water", "red", "white"]}
+    verdicts = {c: verify_class(prober, designs(CFG4, c, kw), c, CFG4.shapes[c], n_images=8) for c, kw in keywords.items()}
+    assert verdicts[0].verified == ["water"] and verdicts[1].verified == ["red"]
+    assert verdicts[2].verdict == verdicts[3].verdict == "no_evidence"
+    assert verdicts[0].alternatives == {"water": ["land", "snow", "sand"]}
+    assert verdicts[1].alternatives == {"red": ["yellow", "purple", "white"]}
+    # the prompt cache: every class reuses images, so the cost is bounded by the world's 64 prompts
+    assert prober.images_generated <= 64 * 8
+    assert verdicts[3].images_generated < verdicts[3].images_used
+
+
+def test_an_interaction_is_not_a_shortcut():
+    """Measured on the default world's classifier: red squares on water are often called circles, yellow ones
+    never. "red" then raises circle's flip rate exactly as much as "water" does; only the drop test (circles
+    need water, not red) tells them apart. Likewise yellow helps squares only on water (drop, not flip)."""
+    called_circle = {("red", "circle", "water"): 1.0, ("yellow", "circle", "water"): 1.0,
+                     ("red", "circle", "land"): 0.0, ("yellow", "circle", "land"): 0.0,
+                     ("red", "square", "water"): 0.4, ("yellow", "square", "water"): 0.0,
+                     ("red", "square", "land"): 0.0, ("yellow", "square", "land"): 0.0}
+    rates = {caption(CFG2, WorldSample(CFG2.shapes.index(s), CFG2.colors.index(c), CFG2.backgrounds.index(b), 0)):
+             {0: r, 1: 1 - r} for (c, s, b), r in called_circle.items()}
+    prober = TableProber(rates, 2)
+    circle = verify_class(prober, designs(CFG2, 0, ["water", "red", "land"]), 0, "circle", n_images=40)
+    assert circle.effects_of("red")["flip"].significant  # the interaction is real and measured ...
+    assert circle.verified == ["water"]  # ... but not a shortcut
+    square = verify_class(prober, designs(CFG2, 1, ["yellow", "land"]), 1, "square", n_images=40)
+    assert square.effects_of("yellow")["drop"].significant and square.verified == ["land"]
+
+
+def test_small_effects_are_not_large_enough():
+    rates = {}
+    for c, s, b in product(CFG2.colors, CFG2.shapes, CFG2.backgrounds):
+        base = 0.9 if s == "circle" else 0.1
+        rates[caption(CFG2, WorldSample(CFG2.shapes.index(s), CFG2.colors.index(c), CFG2.backgrounds.index(b), 0))] = {
+            0: base + (0.05 if b == "water" else 0.0)}
+    prober = TableProber(rates, 2)
+    d = designs(CFG2, 0, ["water"])
+    v = verify_class(prober, d, 0, "circle", n_images=2000, min_effect=0.1)
+    assert all(e.significant for e in v.effects) and v.verdict == "no_evidence"  # significant, but 0.05 < 0.1
+    assert verify_class(prober, d, 0, "circle", n_images=2000, min_effect=0.04).verified == ["water"]
+
+
+def test_design_from_template_rows_and_errors():
+    d = design_from_template(attribute="water", kind="background", alternatives=["land", "water", "snow"],
+                             template="a photo of a {class} on {value}", slot="value",
+                             class_names=["circle", "square", "cross"], class_index=0)
+    assert d.alternatives == ("land", "snow")
+    assert [r.with_prompt for r in d.flip] == ["a photo of a square on water", "a photo of a cross on water"]
+    assert d.drop[0].without_prompts == ("a photo of a circle on land", "a photo of a circle on snow")
+    with pytest.raises(ValueError, match="no alternative"):
+        design_from_template(attribute="water", kind="k", alternatives=["water"], template="{class} {value}",
+                             slot="value", class_names=["a", "b"], class_index=0)
+    with pytest.raises(ValueError, match="lacks the slot"):
+        design_from_template(attribute="water", kind="k", alternatives=["land"], template="a {class}",
+                             slot="value", class_names=["a", "b"], class_index=0)
+    with pytest.raises(ValueError, match="alpha"):
+        verify_class(TableProber({}, 2), [], 0, "a", n_images=4, alpha=1.5)
+
+
+def test_a_small_flip_next_to_a_saturated_drop_is_not_enough():
+    """Measured on the no-shortcut world's classifier (correlation 0.5): it calls most generated circles "square",
+    a little more on land (98%) than on water (86%), and every square a square. The flip test passes (significant,
+    +0.12 >= 0.1) but the drop test is saturated; alone, the flip effect's interval must clear min_effect_alone
+    (0.25), which an effect of this size never does, however many images are generated."""
+    called_square = {("circle", 0, "land"): 32, ("circle", 1, "land"): 31, ("circle", 0, "water"): 28,
+                     ("circle", 1, "water"): 27, **{("square", c, b): 32 for c in range(2) for b in ("land", "water")}}
+    rates = {caption(CFG2, WorldSample(CFG2.shapes.index(s), c, CFG2.backgrounds.index(b), 0)): {1: k / 32}
+             for (s, c, b), k in called_square.items()}  # 63/64 vs 55/64 as measured
+    v = verify_class(TableProber(rates, 2), designs(CFG2, 1, ["land"]), 1, "square", n_images=32, min_effect=0.1)
+    flip, drop = v.effects_of("land")["flip"], v.effects_of("land")["drop"]
+    assert flip.passed and drop.saturated
+    assert v.verdict == "no_evidence" and v.decision("land") == "not verified"
+    big = verify_class(TableProber(rates, 2), designs(CFG2, 1, ["land"]), 1, "square", n_images=3200)
+    assert big.effects_of("land")["flip"].ci_low > 0.1 and big.verdict == "no_evidence"
+
+
+def test_decisions_say_which_tests_decided():
+    prober = world_prober(CFG2, {0: ("background", 0)})
+    v = verify_class(prober, designs(CFG2, 0, ["water"]), 0, "circle", n_images=16)
+    assert v.decision("water") == "flip test alone (drop saturated)"
+    assert v.as_dict()["decisions"] == {"water": "flip test alone (drop saturated)"}
+    both = world_prober(CFG2, {0: ("background", 0), 1: ("background", 1)})  # each class keys on its background
+    assert verify_class(both, designs(CFG2, 0, ["water"]), 0, "circle", n_images=16).decision("water") == "both tests"
