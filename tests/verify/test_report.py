@@ -43,6 +43,8 @@ def test_report_stage_renders_verdicts_and_writes_effects_csv(tmp_path, monkeypa
         reason_about_class(d, tmp_path / "outputs" / "reasoning" / d.name, Backend(), auditor)
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "table.md").write_text("| method | worst |\n|---|---|\n| ERM | 8 |\n")
+    (tmp_path / "results" / "metrics.json").write_text(json.dumps(
+        {"methods": {"erm": {"worst_group_acc": 0.08, "avg_acc": 0.63}}}))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(
         {"models": {"world": {"stable_diffusion": "s", "bert": "b", "clip": "c"}}}))
 
