@@ -30,12 +30,11 @@ def synthetic_phrase_bank(section) -> list[str]:
     """Every caption the synthetic world can produce, built by the world's own caption function."""
     from itertools import product
 
-    from dro.data.synthetic import SyntheticWorldConfig, WorldSample, caption
+    from dro.data.synthetic import WorldSample, caption
 
-    cfg = SyntheticWorldConfig(num_classes=section.num_classes, spurious=section.spurious,
-                               image_size=section.image_size, seed=section.seed)
-    k = range(cfg.num_classes)
-    return [caption(cfg, WorldSample(s, c, b, 0)) for s, c, b in product(k, k, k)]
+    cfg = section.world_config()
+    return [caption(cfg, WorldSample(s, c, b, 0)) for s, c, b in
+            product(range(len(cfg.classes)), range(len(cfg.colors)), range(len(cfg.backgrounds)))]
 
 
 def backend_settings(params) -> tuple[str, dict]:
