@@ -107,15 +107,44 @@ def keywords_by_class(audits: list[ClassAudit]) -> dict[str, list[str]]:
     return {a.class_name: a.keywords for a in audits}
 
 
+def discovery_markdown(discovery: dict) -> list[str]:
+    """The audit scored against the synthetic world's true shortcuts, as a table (see dro.discovery)."""
+
+    def num(v) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    lines = ["| class | true shortcut | audit verdict | attributes handed to labelling | shortcut found | "
+             "labelling F1 (conflicting, train) |", "|---|---|---|---|---|---|"]
+    for name, c in discovery["classes"].items():
+        truth = "none" if c["true_shortcut"] is None else f"{c['true_shortcut']} ({c['correlation']:.2f})"
+        if c["true_shortcut"] is not None and not c["biased"]:
+            truth += ", at chance"
+        found = "-" if "found" not in c else ("yes" if c["found"] else "**no**")
+        verdict = c["verdict"]
+        if not c["biased"] and verdict == "biased":
+            verdict = "**biased** (false positive)"
+        lines.append(f"| {name} | {truth} | {verdict} | {', '.join(c['attributes']) or '-'} | {found} | "
+                     f"{num(c.get('labelling_f1'))} |")
+    fp = discovery["false_positive_classes"]
+    lines += ["", f"Shortcut recall **{num(discovery['shortcut_recall'])}** (biased classes whose shortcut value is "
+              f"among their attributes), attribute precision **{num(discovery['attribute_precision'])}** "
+              f"(attributes that name their class's shortcut value), false-positive classes: "
+              f"**{', '.join(fp) if fp else 'none'}**."]
+    return lines
+
+
 def render_markdown(audits: list[ClassAudit], labelling: dict, table_md: str, grid_paths: dict[str, str],
-                    pictures: dict[str, dict[str, str]] | None = None) -> str:
-    """``table_md`` is the retrain stage's worst-group table (results/table.md), shown first.
+                    pictures: dict[str, dict[str, str]] | None = None, discovery: dict | None = None) -> str:
+    """``table_md`` is the retrain stage's worst-group table (results/table.md), shown first; then, on the
+    synthetic world, ``discovery`` (results/metrics.json) scored against the truth.
 
     ``grid_paths``: class -> DEXTER optimisation-frame grid; ``pictures``: class -> {"effects", "pairs",
     "fresh"} image paths (relative to the report) of the counterfactual test and the captioned frames.
     """
     pictures = pictures or {}
     lines = ["# Bias audit", "", "## Worst-group accuracy", "", table_md.strip()]
+    if discovery:
+        lines += ["", "## Discovery against the world's true shortcuts", "", *discovery_markdown(discovery)]
     lines += ["", "## Per class", ""]
     for a in audits:
         lines += [f"### {a.class_index}: {a.class_name}", "", f"DEXTER keywords: **{', '.join(a.keywords) or '(none)'}**", ""]

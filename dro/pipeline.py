@@ -1,4 +1,4 @@
-"""The steps the thin stages call: train the audited ERM model, label slices, retrain three ways.
+"""The steps the thin stages call: train the audited ERM model, label slices, retrain several ways.
 
 Each function takes explicit arguments (no params file): the stages translate params.yaml into them.
 Which group labels each retraining method may see is fixed HERE, in one table (:data:`METHODS`):
@@ -9,9 +9,14 @@ method              training loss       train groups (loss/sampler)  model selec
 ``erm``             mean                none                        plain accuracy
 ``groupdro_oracle`` group DRO           TRUE groups                 TRUE worst-group
 ``dro_dexter``      group DRO           PSEUDO-groups               PSEUDO worst-group
+``dro_classname``   group DRO           PSEUDO-groups (ablation)    PSEUDO worst-group
+``dro_random``      group DRO           PSEUDO-groups (ablation)    PSEUDO worst-group
 ==================  ==================  ==========================  =======================
 
-True groups are used for one thing only outside the oracle row: the final test evaluation.
+The ablation rows label with attributes that need no discovery (each class's own name; random world
+words), through the same CLIP labelling, trainer and selection rule as ``dro_dexter``, so the table
+shows what discovery adds. True groups are used for one thing only outside the oracle row: the final
+test evaluation, over the dataset's evaluation cells.
 """
 
 from __future__ import annotations
@@ -32,13 +37,14 @@ from dro.io import atomic_write_json, atomic_writer
 from dro.last_layer import feature_source, new_head, with_head
 from dro.models import Classifier, build_classifier, load_classifier, save_classifier
 from dro.slices import (
+    ClassSlices,
     ClipEncoder,
-    assign_slices,
+    aligned_values_by_lift,
+    assign_with_alternatives,
     cached_image_embeddings,
     class_prototypes,
     dataset_key,
     labelling_quality,
-    majority_attribute,
     pseudo_group_names,
     true_conflicting,
 )
@@ -49,12 +55,25 @@ METHODS: dict[str, tuple[str, str | None]] = {  # name -> (loss, groups it may s
     "erm": ("erm", None),
     "groupdro_oracle": ("group_dro", "true"),
     "dro_dexter": ("group_dro", "pseudo"),
+    "dro_classname": ("group_dro", "pseudo"),
+    "dro_random": ("group_dro", "pseudo"),
 }
 LABELS_FILE = "pseudo_groups.csv"
 ERM_RECORD = "train.json"  # next to the audited ERM model: how it was trained and selected
 # The TrainConfig fields that change what ERM learns (the group-DRO-only ones and the evaluation batch
 # size do not): with the model spec and the data, they decide whether two ERM runs are the same run.
 ERM_SETTINGS = ("epochs", "batch_size", "lr", "seed", "optimizer", "momentum", "weight_decay")
+
+
+LABELS_FILE = "pseudo_groups.csv"  # dro_dexter's; an ablation row's is pseudo_groups.<method>.csv
+
+
+def labels_file(method: str = "dro_dexter") -> str:
+    return LABELS_FILE if method == "dro_dexter" else f"pseudo_groups.{method}.csv"
+
+
+def meta_file(method: str = "dro_dexter") -> str:
+    return "meta.json" if method == "dro_dexter" else f"meta.{method}.json"
 
 
 @dataclass(frozen=True)
@@ -145,12 +164,13 @@ def reuse_erm(erm_dir: Path, datasets: dict[str, GroupImageDataset], spec: Model
 
 
 def score_on_test(pred: np.ndarray, datasets: dict[str, GroupImageDataset], convention: Convention) -> dict:
-    """Test metrics on TRUE groups (evaluation only), with the training group counts the Waterbirds
-    convention weights by."""
+    """Test metrics over the dataset's evaluation cells (evaluation only; the groups for Waterbirds and
+    CelebA, every (class, colour, background) for the synthetic world), with the training cell counts
+    the Waterbirds convention weights by."""
     info, train, test = datasets["train"].info, datasets["train"], datasets["test"]
-    names = [info.group_name(g) for g in range(info.num_groups)]
-    train_counts = np.bincount(train.groups[train.groups >= 0], minlength=info.num_groups)
-    return evaluate_predictions(pred, test.y, test.groups, names, convention, train_counts)
+    train_cells = train.eval_cells
+    train_counts = np.bincount(train_cells[train_cells >= 0], minlength=info.num_cells)
+    return evaluate_predictions(pred, test.y, test.eval_cells, info.cell_names, convention, train_counts)
 
 
 def evaluate_on_test(model: Classifier, datasets: dict[str, GroupImageDataset], spec: ModelSpec,
@@ -167,7 +187,7 @@ def evaluate_on_test(model: Classifier, datasets: dict[str, GroupImageDataset], 
 def label_splits(
     datasets: dict[str, GroupImageDataset],
     encoder: ClipEncoder,
-    keywords: Sequence[Sequence[str]],
+    keywords: Sequence[ClassSlices] | Sequence[Sequence[str]],
     templates: Sequence[str],
     class_templates: Sequence[str],
     temperature: float,
@@ -177,57 +197,74 @@ def label_splits(
     batch_size: int = 256,
     num_workers: int = 0,
     log: Callable[[str], None] = print,
+    method: str = "dro_dexter",
 ) -> dict:
-    """Pseudo-groups for ``splits`` -> ``out_dir/pseudo_groups.csv`` + ``meta.json``; returns the
-    labelling quality (where true attributes are known) that the stage writes as a metric."""
+    """Pseudo-groups of ``method`` for ``splits`` -> ``out_dir/<labels_file(method)>`` + ``<meta_file>``;
+    returns the labelling quality (where true attributes are known) that the stage writes as a metric.
+    ``keywords``: per class a :class:`ClassSlices` (or a plain list of attributes: B2T's rule)."""
     info = datasets["train"].info
     if len(keywords) != info.num_classes:
         raise ValueError(f"{len(keywords)} keyword lists for {info.num_classes} classes")
-    protos = class_prototypes(encoder.encode_text, keywords, templates, class_templates)
+    slices = [k if isinstance(k, ClassSlices) else ClassSlices(name, tuple(k))
+              for name, k in zip(info.class_names, keywords)]
+    protos: dict[tuple[str, ...], torch.Tensor] = {}
+
+    def prototype(phrases: Sequence[str]) -> torch.Tensor:
+        key = tuple(phrases)
+        if key not in protos:
+            protos[key] = class_prototypes(encoder.encode_text, [list(key)], templates, class_templates)[0]
+        return protos[key]
+
     train = datasets["train"]
-    majority = majority_attribute(train.y, train.a, info.num_classes)
+    aligned = info.aligned_values or aligned_values_by_lift(train.y, train.a, info.num_classes,
+                                                            len(info.attribute_values))
     rows, quality = [], {}
     for split in splits:
         ds = datasets[split]
         emb = cached_image_embeddings(encoder, ds, cache_dir, batch_size, log, num_workers)
-        a = assign_slices(emb, ds.y, protos, temperature)
+        a = assign_with_alternatives(emb, ds.y, slices, prototype, temperature, log)
         for i in range(len(ds)):
             rows.append((split, i, int(ds.y[i]), int(a.pseudo_groups[i]), int(a.conflicting[i]),
-                         float(a.probs[i, ds.y[i]])))
-        known = (ds.a >= 0) & (majority[ds.y] >= 0)
+                         float(a.p_aligned[i])))
+        known = ds.a >= 0
         counts = np.bincount(a.pseudo_groups, minlength=2 * info.num_classes)
         for c, name in enumerate(info.class_names):
             n_al, n_cf = counts[2 * c], counts[2 * c + 1]
-            if n_al + n_cf and min(n_al, n_cf) == 0:
-                log(f"WARNING {split}: every {name} image is labelled "
-                    f"{'conflicting' if n_al == 0 else 'aligned'}: the keywords do not separate this class "
+            if n_al + n_cf and min(n_al, n_cf) == 0 and slices[c].biased:
+                log(f"WARNING {method} {split}: every {name} image is labelled "
+                    f"{'conflicting' if n_al == 0 else 'aligned'}: the attributes do not separate this class "
                     "(group DRO then has one group for it)")
         quality[split] = {"pseudo_group_counts": dict(zip(pseudo_group_names(info.class_names),
                                                           map(int, counts)))}
         if known.any():
-            quality[split].update(labelling_quality(a.conflicting, true_conflicting(ds.y, ds.a, majority),
+            quality[split].update(labelling_quality(a.conflicting, true_conflicting(ds.y, ds.a, aligned),
                                                     ds.y, known, info.class_names))
-    with atomic_writer(out_dir / LABELS_FILE, "w", newline="") as f:
+    with atomic_writer(out_dir / labels_file(method), "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["split", "index", "y", "pseudo_group", "conflicting", "p_own"])
+        w.writerow(["split", "index", "y", "pseudo_group", "conflicting", "p_aligned"])
         w.writerows(rows)
-    atomic_write_json(out_dir / "meta.json", {
-        "clip": encoder.name, "temperature": temperature, "keywords": {
-            info.class_names[c]: list(k) for c, k in enumerate(keywords)},
+    atomic_write_json(out_dir / meta_file(method), {
+        "method": method, "clip": encoder.name, "temperature": temperature,
+        "keywords": {s.class_name: list(s.attributes) for s in slices},
+        "alternatives": {s.class_name: {a: list(v) for a, v in s.alternatives.items()} for s in slices},
+        "verdicts": {s.class_name: s.verdict for s in slices},
+        "rule": {s.class_name: ("alternatives" if s.has_alternatives else "b2t" if s.biased else "unbiased")
+                 for s in slices},
         "templates": list(templates), "class_templates": list(class_templates),
         "group_names": pseudo_group_names(info.class_names),
-        "aligned_attribute_from_train_majority": [
-            info.attribute_values[m] if m >= 0 else None for m in majority],
+        "aligned_attribute_values": {
+            "by": "construction" if info.aligned_values else "train lift P(a|y) > P(a)",
+            **{info.class_names[c]: [info.attribute_values[v] for v in vs] for c, vs in enumerate(aligned)}},
     })
     return quality
 
 
 def load_pseudo_groups(labels_dir: Path, datasets: dict[str, GroupImageDataset],
-                       splits: Sequence[str] = ("train", "val")) -> dict[str, np.ndarray]:
+                       splits: Sequence[str] = ("train", "val"), method: str = "dro_dexter") -> dict[str, np.ndarray]:
     """Pseudo-groups written by :func:`label_splits`, checked against the datasets' sizes and labels."""
-    path = Path(labels_dir) / LABELS_FILE
+    path = Path(labels_dir) / labels_file(method)
     if not path.exists():
-        raise FileNotFoundError(f"no pseudo-groups at {path} (run the label stage first)")
+        raise FileNotFoundError(f"no pseudo-groups of {method} at {path} (run the label stage first)")
     out = {s: np.full(len(datasets[s]), -1, dtype=np.int64) for s in splits}
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
@@ -284,7 +321,7 @@ def retrain(
                       true_groups_or_fail(datasets["val"], method), info.num_groups)
     elif visible == "pseudo":
         if pseudo is None:
-            raise ValueError("dro_dexter needs pseudo-groups (run the label stage)")
+            raise ValueError(f"{method} needs pseudo-groups (run the label stage)")
         tg, vg, ng = pseudo["train"], pseudo["val"], 2 * info.num_classes
     else:
         tg, vg, ng = None, None, 0

@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work", type=Path, default=None,
                     help=f"where unfinished runs are kept until the stage ends (default {WORK_ROOT}/<name of --out>)")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--skip-absent-classes", action="store_true",
+                    help="skip class indices the classifier does not have instead of failing (dvc.yaml fans out "
+                         "over dexter.classes, which may name more classes than a smaller world has)")
     args = ap.parse_args(argv)
     work = args.work or WORK_ROOT / args.out.name
 
@@ -80,7 +83,16 @@ def main(argv: list[str] | None = None) -> None:
         raise StageInputError(str(e)) from None
     classes = args.class_index or section.classes or list(range(classifier.num_classes))
     bad = [c for c in classes if not 0 <= c < classifier.num_classes]
-    if bad:
+    if bad and args.skip_absent_classes:
+        print(f"class(es) {bad} skipped: the classifier has {classifier.num_classes} classes", flush=True)
+        classes = [c for c in classes if c not in bad]
+        if not classes:
+            from dro.io import atomic_write_json
+
+            args.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(args.metrics, {"classes": {}, "skipped": bad, "seconds_this_invocation": 0.0})
+            return
+    elif bad:
         raise StageInputError(
             f"dexter.classes: {bad} out of range, the classifier has {classifier.num_classes} classes")
     if section.feature_neurons:

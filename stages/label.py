@@ -1,9 +1,14 @@
 """Stage ``label``: CLIP zero-shot pseudo-groups for train + val -> ``outputs/labels/``.
 
-Reads the slice attributes per class (``outputs/reasoning/<ccc>_<name>/attributes.json``) and the CLIP
-named by ``models.<set>.clip``. Writes ``pseudo_groups.csv`` and ``meta.json`` there, and
-``metrics/labelling.json``: pseudo-group sizes and, where true attributes are known, the accuracy and
-per-class F1 of the bias-conflicting slice (evaluation only: nothing downstream trains on it).
+Reads the slice attributes per class (``outputs/reasoning/<ccc>_<name>/attributes.json``: attributes,
+and where the reasoning wrote them its verdict and each attribute's alternatives) and the CLIP named by
+``models.<set>.clip``. Writes ``pseudo_groups.csv`` and ``meta.json`` there (``dro_dexter``), the same
+for each ablation row of the synthetic world (``pseudo_groups.<method>.csv``: attributes that need no
+discovery, see ``dro.ablations``), and ``metrics/labelling.json``: pseudo-group sizes and, where true
+attributes are known, the accuracy and the pooled and per-class F1 of the bias-conflicting slice
+(evaluation only: nothing downstream trains on it). On the synthetic world it also scores discovery
+against the world's true shortcuts -> ``outputs/labels/discovery.json`` (the retrain stage puts it into
+``results/metrics.json``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ def run(argv: list[str] | None = None) -> None:
 
     params = load_params(args.params)
 
+    from dro.ablations import ABLATIONS, ablation_slices
     from dro.data import open_prepared
     from dro.io import atomic_write_json
     from dro.pipeline import label_splits
@@ -45,16 +51,38 @@ def run(argv: list[str] | None = None) -> None:
         templates = TEMPLATE_SETS[lab.templates]
     if lab.class_templates is not None:
         class_templates = tuple(lab.class_templates)
+    world = params.synthetic.world_config() if params.dataset == "synthetic" else None
+    settings = dict(templates=templates, class_templates=class_templates, temperature=lab.temperature,
+                    cache_dir=CACHE / "clip", out_dir=args.out, batch_size=lab.batch_size,
+                    num_workers=params.train.num_workers, log=log)
     with input_errors():
-        keywords = read_attributes(args.reasoning, info.class_names)
+        slices = read_attributes(args.reasoning, info.class_names)
         encoder = ClipEncoder.from_pretrained(params.model_set.clip, device, compute_dtype(device))
-        quality = label_splits(datasets, encoder, keywords, templates, class_templates, lab.temperature,
-                               CACHE / "clip", args.out, batch_size=lab.batch_size,
-                               num_workers=params.train.num_workers, log=log)
-    atomic_write_json(args.metrics, quality)
+        quality = label_splits(datasets, encoder, slices, **settings)
+        ablations = {}
+        for method in (m for m in params.methods if m in ABLATIONS):
+            chosen = ablation_slices(method, info.class_names, world.attribute_values if world else None,
+                                     params.seed)
+            log(f"{method}: attributes {[list(s.attributes) for s in chosen]}")
+            q = label_splits(datasets, encoder, chosen, **settings, method=method)
+            ablations[method] = {split: {k: v[k] for k in ("pseudo_group_counts", "accuracy", "f1_conflicting_pooled")
+                                         if k in v} for split, v in q.items()}
     for split, q in quality.items():
         log(f"{split}: pseudo-groups {q['pseudo_group_counts']}"
-            + (f", accuracy vs true {q['accuracy']:.3f}" if q.get("accuracy") is not None else ""))
+            + (f", accuracy vs true {q['accuracy']:.3f}, pooled F1 {q['f1_conflicting_pooled']:.3f}"
+               if q.get("accuracy") is not None else ""))
+    if ablations:
+        quality["ablations"] = ablations
+    if world is not None:
+        from dro.discovery import score_discovery
+
+        discovery = score_discovery(world, slices, quality["train"])
+        atomic_write_json(args.out / "discovery.json", discovery)
+        log(f"discovery: shortcut recall {discovery['shortcut_recall']}, attribute precision "
+            f"{discovery['attribute_precision']}, false-positive classes {discovery['false_positive_classes']}")
+    else:
+        (args.out / "discovery.json").unlink(missing_ok=True)
+    atomic_write_json(args.metrics, quality)
 
 
 @stage_main

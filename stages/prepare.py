@@ -17,15 +17,24 @@ DECODED_CACHE = OUTPUTS_DIR / "cache" / "decoded"  # not a DVC output: survives 
 
 
 def group_statistics(splits) -> dict:
-    """Per split: size, group counts and, where the attribute is known, how often it agrees with the class."""
+    """Per split: size, group counts, where the attribute is known how often the image is bias-aligned,
+    and where the dataset has evaluation cells finer than its groups, their number and smallest/largest."""
     import numpy as np
 
     stats = {}
     for name, ds in splits.items():
+        info = ds.info
         known = ds.a >= 0
         entry = {"size": len(ds), "groups": ds.group_counts()}
-        if known.any() and len(ds.info.attribute_values) == ds.info.num_classes:
+        if known.any() and info.aligned_values is not None:
+            aligned = np.array([a in info.aligned_values[y] for y, a in zip(ds.y[known], ds.a[known])])
+            entry["aligned_fraction"] = round(float(aligned.mean()), 4)
+        elif known.any() and len(info.attribute_values) == info.num_classes:
             entry["aligned_fraction"] = round(float(np.mean(ds.y[known] == ds.a[known])), 4)
+        if info.cell_attributes:
+            counts = np.bincount(ds.eval_cells[ds.eval_cells >= 0], minlength=info.num_cells)
+            entry["cells"] = {"count": info.num_cells, "empty": int((counts == 0).sum()),
+                              "min": int(counts.min()), "max": int(counts.max())}
         stats[name] = entry
     return stats
 
@@ -55,26 +64,22 @@ def main() -> None:
     from dro.io import atomic_write_json
 
     section = params.dataset_section
-    if params.dataset == "synthetic" and section.models == "world":
+    if params.dataset == "synthetic" and Path(params.model_set.clip).is_dir():
         # Fail now, not after training, if the committed world models cannot draw this world.
         from dexter.world.manifest import WorldNotCoveredError, check_world_covered
 
         try:
-            check_world_covered(params.world.root, section.num_classes, section.image_size)
+            check_world_covered(params.world_root, section.image_size, shapes=section.classes,
+                                colors=section.colors, backgrounds=section.backgrounds)
         except WorldNotCoveredError as e:
             raise StageInputError(str(e)) from None
     if params.dataset == "synthetic":
-        from dro.data.synthetic import SyntheticWorldConfig
         from dro.data.world_index import build_synthetic
 
-        cfg = SyntheticWorldConfig(
-            num_classes=section.num_classes,
-            spurious=section.spurious,
-            correlation=section.correlation,
-            image_size=section.image_size,
-            split_sizes={"train": section.train_size, "val": section.val_size, "test": section.test_size},
-            seed=section.seed,
-        )
+        cfg = section.world_config()
+        if section.preset:
+            print(f"synthetic.preset={section.preset}: classes {cfg.classes}, colors {cfg.colors}, "
+                  f"backgrounds {cfg.backgrounds}, models.{section.models}")
         info, records, pixels, _ = build_synthetic(cfg)
         write_prepared(args.out, info, records, pixels=pixels)
     elif params.dataset == "waterbirds":
@@ -96,6 +101,10 @@ def main() -> None:
 
     splits = open_prepared(args.out)
     stats = {"dataset": params.dataset, "splits": group_statistics(splits)}
+    if params.dataset == "synthetic":
+        stats["shortcuts"] = {c: (None if s is None else {"attribute": s.attribute, "value": s.value,
+                                                          "correlation": s.correlation})
+                              for c, s in cfg.shortcuts.items()}
     atomic_write_json(args.stats, stats)
     for name, s in stats["splits"].items():
         print(f"{name}: {s['size']} images, groups {s['groups']}")

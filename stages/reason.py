@@ -36,10 +36,7 @@ WORLD_TEMPLATE = "a picture of a {color} {class} on {background}"
 
 def synthetic_world(section):
     """The synthetic world's config from the validated ``synthetic`` section."""
-    from dro.data.synthetic import SyntheticWorldConfig
-
-    return SyntheticWorldConfig(num_classes=section.num_classes, spurious=section.spurious,
-                                image_size=section.image_size, seed=section.seed)
+    return section.world_config()
 
 
 def synthetic_phrase_bank(section) -> list[str]:

@@ -32,6 +32,8 @@ def main() -> None:
     labelling_path = METRICS_DIR / "labelling.json"
     labelling = json.loads(labelling_path.read_text()) if labelling_path.exists() else {}
     table_md = (RESULTS_DIR / "table.md").read_text()
+    metrics_path = RESULTS_DIR / "metrics.json"
+    discovery = json.loads(metrics_path.read_text()).get("discovery") if metrics_path.exists() else None
 
     grids, grid_paths, pictures = {}, {}, {}
     frames_dir = RESULTS_DIR / "frames"
@@ -56,7 +58,7 @@ def main() -> None:
             grid_paths[audit.class_name] = str(path.relative_to(RESULTS_DIR))
         grids[audit.class_name], pictures[audit.class_name] = images, pics
 
-    markdown = render_markdown(audits, labelling, table_md, grid_paths, pictures)
+    markdown = render_markdown(audits, labelling, table_md, grid_paths, pictures, discovery)
     atomic_write_text(RESULTS_DIR / "report.md", markdown)
     atomic_write_text(RESULTS_DIR / "report.html", render_html(markdown, grids))
     atomic_write_json(RESULTS_DIR / "keywords.json", keywords_by_class(audits))

@@ -1,6 +1,8 @@
-"""Stage ``retrain``: ERM, GroupDRO on true groups (oracle) and GroupDRO on DEXTER pseudo-groups, over
-``seeds`` -> ``results/`` (metrics.json, table.md, per_seed.json, group_acc.csv, curves.csv) and the
-retrained classifiers in ``outputs/retrain/<method>/seed<k>``.
+"""Stage ``retrain``: ERM, GroupDRO on true groups (oracle), GroupDRO on DEXTER pseudo-groups and, on the
+synthetic world, GroupDRO on the ablations' pseudo-groups, over ``seeds`` -> ``results/`` (metrics.json,
+table.md, per_seed.json, group_acc.csv, curves.csv) and the retrained classifiers in
+``outputs/retrain/<method>/seed<k>``. On the synthetic world metrics.json also carries the label
+stage's ``discovery`` scores.
 
 ``dro.mode: full`` trains whole classifiers with the dataset's training settings; ``last_layer`` keeps
 the audited ERM model's backbone (``outputs/erm``) and retrains its head over cached features.
@@ -40,14 +42,14 @@ def run(argv: list[str] | None = None) -> None:
 
     from dro.data import open_prepared
     from dro.evaluate import convention_for
-    from dro.pipeline import load_pseudo_groups, retrain, reuse_erm
+    from dro.pipeline import METHODS, load_pseudo_groups, retrain, reuse_erm
     from dro.models import load_classifier
     from dro.report import build_metrics, write_results
 
     device = resolve_device(params.device)
     datasets = open_prepared(args.prepared)
-    methods, mode = params.dro.methods, params.dro.mode
-    pseudo = load_pseudo_groups(args.labels, datasets) if "dro_dexter" in methods else None
+    methods, mode = params.methods, params.dro.mode
+    pseudo = {m: load_pseudo_groups(args.labels, datasets, method=m) for m in methods if METHODS[m][1] == "pseudo"}
     with input_errors():
         erm_model = load_classifier(args.erm, device) if mode == "last_layer" else None
     per_seed: dict[str, list[dict]] = {m: [] for m in methods}
@@ -64,7 +66,7 @@ def run(argv: list[str] | None = None) -> None:
                                      convention_for(params.dataset), device, log=log)
             if run_ is None:
                 with input_errors():
-                    run_ = retrain(method, datasets, model_spec(params), cfg, pseudo=pseudo, mode=mode,
+                    run_ = retrain(method, datasets, model_spec(params), cfg, pseudo=pseudo.get(method), mode=mode,
                                    erm_model=erm_model,
                                    ckpt_dir=CHECKPOINTS / "retrain" / mode / method / f"seed{seed}",
                                    cache_dir=CACHE / "features", model_out=RETRAIN_DIR / method / f"seed{seed}",
@@ -73,6 +75,11 @@ def run(argv: list[str] | None = None) -> None:
             per_seed[method].append({"seed": seed, **run_.metrics})
             histories[method].append(run_.result.history)
     metrics = build_metrics(params.dataset, per_seed, params.seeds, mode)
+    discovery = args.labels / "discovery.json"
+    if params.dataset == "synthetic" and discovery.exists():
+        import json
+
+        metrics["discovery"] = json.loads(discovery.read_text())
     write_results(args.out, metrics, per_seed, histories)
     log((args.out / "table.md").read_text())
     end_stage_session(CHECKPOINTS / "retrain" / "invocation.json")

@@ -29,19 +29,19 @@ def main() -> None:
         atomic_write_json(args.metrics, {"skipped": f"dataset is {params.dataset}: the world models are not used"})
         print(f"world gates skipped: dataset is {params.dataset}")
         return
-    if "world" not in params.models:
-        raise StageInputError("models.world is missing: the world gates need the world model paths")
-    models = params.models["world"]
+    section = params.synthetic
+    models = params.models[section.models]
 
     from dexter.world.gates import run_gates
     from dexter.world.manifest import WorldNotCoveredError, check_world_covered
 
     try:
-        check_world_covered(params.world.root, params.synthetic.num_classes, params.synthetic.image_size)
+        check_world_covered(params.world_root, section.image_size, shapes=section.classes, colors=section.colors,
+                            backgrounds=section.backgrounds)
     except WorldNotCoveredError as e:
         raise StageInputError(str(e)) from None
     run_gates(
-        params.world.root,
+        params.world_root,
         n=params.world.gate_samples,
         seed=params.world.gate_seed,
         metrics_path=args.metrics,

@@ -28,7 +28,28 @@ def test_repo_params_are_valid() -> None:
     assert isinstance(params, Params)
     assert params.dataset in ("synthetic", "waterbirds", "celeba")
     assert params.dataset_section.models in params.models
-    assert 0 <= params.synthetic.correlation <= 1
+    world = params.synthetic.world_config()
+    assert world.num_cells == 64 and world.biased_classes == ("circle", "square", "triangle")
+    assert params.methods == ["erm", "groupdro_oracle", "dro_dexter", "dro_classname", "dro_random"]
+
+
+def test_small_preset_replaces_the_world_and_its_models(raw: dict) -> None:
+    edited = copy.deepcopy(raw)
+    edited["synthetic"]["preset"] = "small"
+    params = parse_params(edited)
+    s = params.synthetic
+    assert (s.classes, s.colors, s.backgrounds) == (["circle", "square"], ["red", "yellow"], ["water", "land"])
+    assert s.models == "world" and params.model_set.clip == "data/world/clip"
+    assert str(params.world_root) == "data/world"
+    assert {c: v.value for c, v in s.shortcuts.items()} == {"circle": "water", "square": "land"}
+    assert s.train_size == raw["synthetic"]["train_size"]  # only the world and its models are replaced
+    assert str(parse_params(raw).world_root) == "data/world4"
+
+
+def test_ablation_rows_only_on_the_synthetic_world(raw: dict) -> None:
+    edited = copy.deepcopy(raw)
+    edited["dataset"] = "waterbirds"
+    assert parse_params(edited).methods == ["erm", "groupdro_oracle", "dro_dexter"]
 
 
 def _set(path: str, value) -> Callable[[dict], None]:
@@ -57,8 +78,24 @@ CASES = [
     (_set("synthetic.train.epochz", 3), "synthetic.train.epochz: unknown key"),
     (_set("seed", "abc"), "seed: Input should be a valid integer"),
     (_set("synthetic.image_size", "big"), "synthetic.image_size: Input should be a valid integer"),
-    (_set("synthetic.correlation", 1.5), "synthetic.correlation: Input should be less than or equal to 1"),
-    (_set("synthetic.spurious", "texture"), "synthetic.spurious: Input should be 'background' or 'color'"),
+    (_set("synthetic.shortcuts.circle.correlation", 1.5),
+     "synthetic.shortcuts.circle.correlation: Input should be less than or equal to 1"),
+    (_set("synthetic.shortcuts.circle.correlation", -0.1),
+     "synthetic.shortcuts.circle.correlation: Input should be greater than or equal to 0"),
+    (_set("synthetic.shortcuts.circle.attribute", "texture"),
+     "synthetic.shortcuts.circle.attribute: Input should be 'background' or 'color'"),
+    (_set("synthetic.shortcuts.circle.value", "lava"), "synthetic: shortcuts.circle.value: 'lava' is not one of"),
+    (_set("synthetic.shortcuts.circle.value", "red"), "synthetic: shortcuts.circle.value: 'red' is not one of the "
+                                                      "world's backgrounds"),
+    (_set("synthetic.shortcuts.triangle.value", "water"), "synthetic: shortcuts.triangle.value: background 'water' "
+                                                          "is already the shortcut of circle"),
+    (_set("synthetic.shortcuts.hexagon", None), "synthetic: shortcuts.hexagon: unknown class 'hexagon'"),
+    (_set("synthetic.classes", ["circle", "hexagon"]), "synthetic: classes: unknown value(s) ['hexagon']"),
+    (_set("synthetic.backgrounds", ["water", "land"]), "synthetic: shortcuts.triangle.value: 'snow' is not one of"),
+    (_set("synthetic.shortcuts.circle.colour", "red"), "synthetic.shortcuts.circle.colour: unknown key"),
+    (_set("synthetic.preset", "huge"), "synthetic.preset: Input should be 'small' or 'rich'"),
+    (_set("synthetic.ablations", ["dro_oracle"]), "synthetic.ablations.0: Input should be 'dro_classname' or"),
+    (_set("synthetic.num_classes", 2), "synthetic.num_classes: unknown key"),
     (_set("dataset", "imagenet"), "dataset: Input should be 'synthetic', 'waterbirds' or 'celeba'"),
     (_set("synthetic.models", "nope"), "synthetic.models names 'nope'"),
     (_drop("models.world.bert"), "models.world.bert: required key is missing"),
@@ -96,7 +133,7 @@ def test_file_level_errors(tmp_path: Path) -> None:
 
 def test_a_stage_exits_nonzero_fast_with_the_one_line_message(raw: dict, tmp_path: Path) -> None:
     bad = copy.deepcopy(raw)
-    bad["synthetic"]["correlation"] = 1.5
+    bad["synthetic"]["shortcuts"]["circle"]["correlation"] = 1.5
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(bad))
     start = time.monotonic()
@@ -108,7 +145,7 @@ def test_a_stage_exits_nonzero_fast_with_the_one_line_message(raw: dict, tmp_pat
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert "synthetic.correlation" in lines[0] and "Traceback" not in proc.stderr
+    assert "synthetic.shortcuts.circle.correlation" in lines[0] and "Traceback" not in proc.stderr
     assert elapsed < 15, f"took {elapsed:.1f}s: the schema must be checked before heavy imports"
     assert not (tmp_path / "out").exists()  # nothing written before validation
 

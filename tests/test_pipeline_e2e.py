@@ -1,4 +1,5 @@
-"""End to end: the real ``dvc repro`` over every stage, on a shrunk copy of the default params.
+"""End to end: the real ``dvc repro`` over every stage, on a shrunk copy of the default params with the
+small preset (the 2x2 world, whose models ``data/world`` are the quicker ones).
 
 The workspace is a temporary copy of the project's pipeline files and the committed world models, so the
 test exercises exactly what a user's ``dvc repro`` runs (stage commands, deps, params, outs), only smaller:
@@ -20,6 +21,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD = REPO / "data" / "world"
+WORLD4 = REPO / "data" / "world4"
 
 pytestmark = [
     pytest.mark.slow,
@@ -30,7 +32,7 @@ pytestmark = [
 def shrink(params: dict) -> dict:
     """The default params, small enough for a test: same stages, same code paths."""
     s = params["synthetic"]
-    s.update(train_size=400, val_size=80, test_size=160)
+    s.update(preset="small", train_size=400, val_size=80, test_size=160)
     s["train"].update(epochs=2, erm_epochs=2, batch_size=64)
     params["dexter"].update(runs_per_class=1, steps=6, min_steps=0, early_stop=0)
     params["seeds"] = [0]
@@ -44,6 +46,9 @@ def workspace(tmp_path_factory) -> Path:
     for name in ("stages", "dexter", "dro"):
         shutil.copytree(REPO / name, ws / name, ignore=ignore)
     shutil.copytree(WORLD, ws / "data" / "world", ignore=ignore)
+    # dvc.yaml lists both world folders as deps; this run reads only the small one
+    (ws / "data" / "world4").mkdir()
+    (ws / "data" / "world4" / "README").write_text("not used by the small preset\n")
     shutil.copy(REPO / "dvc.yaml", ws / "dvc.yaml")
     params = shrink(yaml.safe_load((REPO / "params.yaml").read_text()))
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -75,10 +80,10 @@ def test_every_stage_ran_and_wrote_its_outputs(workspace, repro):
 
 def test_metrics_have_the_documented_shape(workspace, repro):
     metrics = json.loads((workspace / "results/metrics.json").read_text())
-    for method in ("erm", "groupdro_oracle", "dro_dexter"):
-        m = metrics["methods"][method]
+    assert list(metrics["methods"]) == ["erm", "groupdro_oracle", "dro_dexter", "dro_classname", "dro_random"]
+    for m in metrics["methods"].values():
         assert 0.0 <= m["worst_group_acc"] <= m["avg_acc"] <= 1.0
-        assert len(m["group_acc"]) == 4  # 2 classes x 2 backgrounds
+        assert len(m["group_acc"]) == 8  # 2 shapes x 2 colours x 2 backgrounds
         assert m["worst_group_acc"] == pytest.approx(min(v for v in m["group_acc"].values() if v is not None))
 
 
@@ -87,9 +92,18 @@ def test_keywords_cover_every_class_and_come_from_the_world_vocabulary(workspace
     assert set(keywords) == {"circle", "square"}
     from dro.data.synthetic import SyntheticWorldConfig
 
-    vocabulary = set(SyntheticWorldConfig().vocabulary) | {"with", "and"}
+    vocabulary = set(SyntheticWorldConfig.from_preset("small").vocabulary) | {"with", "and"}
     for words in keywords.values():
         assert set(words) <= vocabulary
+
+
+def test_discovery_is_scored_and_reported(workspace, repro):
+    discovery = json.loads((workspace / "results/metrics.json").read_text())["discovery"]
+    assert set(discovery["classes"]) == {"circle", "square"}
+    assert discovery["classes"]["circle"]["true_shortcut"] == "background=water"
+    assert "## Discovery against the world's true shortcuts" in (workspace / "results/report.md").read_text()
+    for c in (2, 3):  # dexter.classes fans out to 4 classes; the 2-class world skips the last two
+        assert json.loads((workspace / f"metrics/dexter/class_{c}.json").read_text())["skipped"] == [c]
 
 
 def test_second_repro_reruns_nothing(workspace, repro):

@@ -16,9 +16,10 @@ VALIDATION_STREAM = 3  # in-training checks, kept apart from the gates' held-out
 
 
 def world_config(num_classes: int, image_size: int = 32, seed: int = 0) -> SyntheticWorldConfig:
-    """The world the models are trained on. ``spurious``/``correlation`` do not matter: sample_world
-    draws attributes uniform and independent, so one set of models serves both shortcut settings."""
-    return SyntheticWorldConfig(num_classes=num_classes, image_size=image_size, seed=seed)
+    """The world the models are trained on: the first ``num_classes`` shapes, colours and backgrounds.
+    Shortcuts do not matter: sample_world draws attributes uniform and independent, so one set of
+    models serves every shortcut spec over those values."""
+    return SyntheticWorldConfig.first(num_classes, image_size=image_size, seed=seed)
 
 
 def phase_seed(seed: int, phase: str) -> int:

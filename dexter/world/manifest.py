@@ -1,6 +1,6 @@
 """The world models' manifest (``world.json``): which world they cover, so a mismatch fails loudly.
 
-The committed models are trained on one world (shape/colour/background banks up to ``num_classes``,
+The committed models are trained on one world (the shapes, colours and backgrounds world.json lists,
 one image size). A pipeline asking for a world they do not cover would otherwise run and produce
 meaningless keywords; :func:`check_world_covered` stops it with a message naming the problem.
 """
@@ -8,6 +8,7 @@ meaningless keywords; :func:`check_world_covered` stops it with a message naming
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 MANIFEST = "world.json"
@@ -26,16 +27,21 @@ def load_manifest(world_dir: Path | str) -> dict:
     return json.loads(path.read_text())
 
 
-def check_world_covered(world_dir: Path | str, num_classes: int, image_size: int) -> dict:
-    """Raise WorldNotCoveredError unless the models in ``world_dir`` cover this world; return the manifest."""
+def check_world_covered(world_dir: Path | str, image_size: int, *, shapes: Sequence[str], colors: Sequence[str],
+                        backgrounds: Sequence[str]) -> dict:
+    """Raise WorldNotCoveredError unless the models in ``world_dir`` know every shape, colour and
+    background the world asks for, at its image size; return the manifest."""
     manifest = load_manifest(world_dir)
-    if num_classes > manifest["num_classes"]:
-        raise WorldNotCoveredError(
-            f"synthetic.num_classes={num_classes}, but the world models in {world_dir} cover only "
-            f"{manifest['num_classes']} classes (shapes {manifest['shapes']}, colors {manifest['colors']}, "
-            f"backgrounds {manifest['backgrounds']}); retrain them with "
-            f"`python -m dexter.world train --num-classes {num_classes} --out {world_dir}`"
-        )
+    for key, wanted in (("classes", shapes), ("colors", colors), ("backgrounds", backgrounds)):
+        known = manifest["shapes" if key == "classes" else key]
+        missing = [w for w in wanted if w not in known]
+        if missing:
+            raise WorldNotCoveredError(
+                f"synthetic.{key} asks for {missing}, but the world models in {world_dir} were trained on "
+                f"shapes {manifest['shapes']}, colors {manifest['colors']}, backgrounds {manifest['backgrounds']}; "
+                f"point synthetic.models at models that cover them, or retrain with "
+                f"`python -m dexter.world train --num-classes 4 --out {world_dir}`"
+            )
     if image_size != manifest["image_size"]:
         raise WorldNotCoveredError(
             f"synthetic.image_size={image_size}, but the world models in {world_dir} were trained at "

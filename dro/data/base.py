@@ -5,6 +5,12 @@ list of images with a class ``y`` and a spurious attribute ``a`` (``-1`` where u
 ``prepare`` stage writes that list once as a normalised index (``index.csv`` + ``meta.json``);
 every later stage opens the prepared index through :func:`open_prepared` and never needs to know
 which dataset it is looking at.
+
+The dataset owns its groups (as WILDS datasets do): the TRUE groups ``y x a`` that the oracle trains
+on, and the EVALUATION cells that test worst-group accuracy is the minimum over. For Waterbirds and
+CelebA the two are the same; the synthetic world trains on (class x bias-aligned/conflicting) and
+evaluates over every (class, colour, background) cell (``cell`` per image, ``cell_attributes`` in
+the info).
 """
 
 from __future__ import annotations
@@ -31,12 +37,20 @@ class DatasetError(RuntimeError):
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What the labels mean. Group index = ``y * len(attribute_values) + a``."""
+    """What the labels mean. Group index = ``y * len(attribute_values) + a``.
+
+    ``aligned_values``: per class, the attribute values that are bias-ALIGNED, where the dataset knows
+    them by construction (the synthetic world); None = estimate them from the training split.
+    ``cell_attributes``: ``((name, values), ...)`` of the evaluation cells, cell index =
+    ``y`` then each attribute in this order, mixed radix; empty = the cells are the groups.
+    """
 
     name: str
     class_names: tuple[str, ...]
     attribute_name: str
     attribute_values: tuple[str, ...]
+    aligned_values: tuple[tuple[int, ...], ...] | None = None
+    cell_attributes: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -50,27 +64,56 @@ class DatasetInfo:
         y, a = divmod(g, len(self.attribute_values))
         return f"{self.class_names[y]}|{self.attribute_name}={self.attribute_values[a]}"
 
+    @property
+    def num_cells(self) -> int:
+        """Number of evaluation cells (the groups when the dataset defines no finer cells)."""
+        if not self.cell_attributes:
+            return self.num_groups
+        n = self.num_classes
+        for _, values in self.cell_attributes:
+            n *= len(values)
+        return n
+
+    def cell_name(self, cell: int) -> str:
+        """``circle|color=red,background=water`` (or the group name when cells are the groups)."""
+        if not self.cell_attributes:
+            return self.group_name(cell)
+        parts = []
+        for name, values in reversed(self.cell_attributes):
+            cell, v = divmod(cell, len(values))
+            parts.append(f"{name}={values[v]}")
+        return f"{self.class_names[cell]}|{','.join(reversed(parts))}"
+
+    @property
+    def cell_names(self) -> list[str]:
+        return [self.cell_name(c) for c in range(self.num_cells)]
+
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_json(cls, d: dict) -> DatasetInfo:
+        aligned = d.get("aligned_values")
         return cls(
             name=d["name"],
             class_names=tuple(d["class_names"]),
             attribute_name=d["attribute_name"],
             attribute_values=tuple(d["attribute_values"]),
+            aligned_values=None if aligned is None else tuple(tuple(v) for v in aligned),
+            cell_attributes=tuple((n, tuple(v)) for n, v in d.get("cell_attributes", ())),
         )
 
 
 @dataclass(frozen=True)
 class Record:
-    """One image of the normalised index. ``source`` is a path under the root or a row number."""
+    """One image of the normalised index. ``source`` is a path under the root or a row number;
+    ``cell`` its evaluation cell where the dataset defines cells (-1 otherwise)."""
 
     split: str
     y: int
     a: int
     source: str
+    cell: int = -1
 
 
 class GroupImageDataset(torch.utils.data.Dataset):
@@ -90,6 +133,7 @@ class GroupImageDataset(torch.utils.data.Dataset):
         pixels: np.ndarray | None = None,
         files: Sequence[Path] | None = None,
         transform: Callable[[Image.Image], torch.Tensor] | None = None,
+        cells: Sequence[int] | None = None,
     ) -> None:
         if (pixels is None) == (files is None):
             raise ValueError("give exactly one of pixels= or files=")
@@ -100,9 +144,12 @@ class GroupImageDataset(torch.utils.data.Dataset):
         self.pixels = pixels
         self.files = list(files) if files is not None else None
         self.transform = transform
+        self.cells = None if cells is None else np.asarray(cells, dtype=np.int64)
         n = len(pixels) if pixels is not None else len(self.files)
         if not len(self.y) == len(self.a) == n:
             raise ValueError(f"{split}: {n} images but {len(self.y)} labels and {len(self.a)} attributes")
+        if info.cell_attributes and (self.cells is None or len(self.cells) != n):
+            raise ValueError(f"{split}: {info.name} defines evaluation cells, so every image needs its cell")
 
     def __len__(self) -> int:
         return len(self.y)
@@ -111,6 +158,11 @@ class GroupImageDataset(torch.utils.data.Dataset):
     def groups(self) -> np.ndarray:
         k = len(self.info.attribute_values)
         return np.where(self.a >= 0, self.y * k + self.a, -1)
+
+    @property
+    def eval_cells(self) -> np.ndarray:
+        """The evaluation cell of every image (-1 unknown): what test worst-group is the minimum over."""
+        return self.cells if self.info.cell_attributes else self.groups
 
     def image(self, i: int) -> Image.Image:
         if self.pixels is not None:
@@ -132,7 +184,7 @@ class GroupImageDataset(torch.utils.data.Dataset):
     def with_transform(self, transform: Callable[[Image.Image], torch.Tensor] | None) -> GroupImageDataset:
         return GroupImageDataset(
             self.info, self.split, self.y, self.a,
-            pixels=self.pixels, files=self.files, transform=transform,
+            pixels=self.pixels, files=self.files, transform=transform, cells=self.cells,
         )
 
     def group_counts(self) -> dict[str, int]:
@@ -204,9 +256,9 @@ def write_prepared(
             np.savez(f, pixels=pixels)
     with atomic_writer(out_dir / INDEX_FILE, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["split", "y", "a", "source"])
+        w.writerow(["split", "y", "a", "source", "cell"])
         for r in records:
-            w.writerow([r.split, r.y, r.a, r.source])
+            w.writerow([r.split, r.y, r.a, r.source, r.cell])
     meta = {"info": info.to_json(), "root": str(root.resolve()) if root else None,
             "storage": "npz" if pixels is not None else "files"}
     atomic_write_json(out_dir / META_FILE, meta)
@@ -225,7 +277,8 @@ def open_prepared(
     rows: dict[str, list[Record]] = {s: [] for s in SPLITS}
     with open(prepared_dir / INDEX_FILE, newline="") as f:
         for row in csv.DictReader(f):
-            rows[row["split"]].append(Record(row["split"], int(row["y"]), int(row["a"]), row["source"]))
+            rows[row["split"]].append(Record(row["split"], int(row["y"]), int(row["a"]), row["source"],
+                                             int(row.get("cell", -1))))
     pixels = None
     if meta["storage"] == "npz":
         with np.load(prepared_dir / IMAGES_FILE) as z:
@@ -234,11 +287,12 @@ def open_prepared(
     for split, recs in rows.items():
         y = [r.y for r in recs]
         a = [r.a for r in recs]
+        cells = [r.cell for r in recs] if info.cell_attributes else None
         if pixels is not None:
             out[split] = GroupImageDataset(info, split, y, a, pixels=pixels[[int(r.source) for r in recs]],
-                                           transform=transform)
+                                           transform=transform, cells=cells)
         else:
             root = Path(meta["root"])
             out[split] = GroupImageDataset(info, split, y, a, files=[root / r.source for r in recs],
-                                           transform=transform)
+                                           transform=transform, cells=cells)
     return out

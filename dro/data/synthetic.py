@@ -1,10 +1,12 @@
-"""A procedural spurious-correlation world: coloured shapes on backgrounds.
+"""A procedural spurious-correlation world: coloured shapes on backgrounds, with planted shortcuts.
 
-The class is the object's shape. One nuisance attribute (the background or the object's colour) is
-tied to the class in the training split with a chosen strength and is independent of it in val/test,
-so the true groups (class x nuisance value) are known exactly. Every image has a caption in a small
-fixed vocabulary ("a picture of a red circle on water"), which is what lets the project train small
-text-to-image, CLIP and BERT models on this world (see ``dexter.world``).
+The class is the object's shape. Two nuisance attributes vary: the object's colour and the background.
+Each class may carry its own shortcut: one value of one attribute (``circle``: background ``water``)
+that the training split ties to that class with a chosen strength; a class without one is unbiased.
+Val and test are balanced over every (class, colour, background) cell, so the worst cell shows whether
+a classifier learnt the shape or a shortcut. Every image has a caption in a small fixed vocabulary
+("a picture of a red circle on water"), which is what lets the project train small text-to-image, CLIP
+and BERT models on this world (see ``dexter.world``).
 
 Everything is a pure function of the config and the seed: the same config always renders the same
 pixels, so the world needs no files on disk to be reproducible.
@@ -12,14 +14,16 @@ pixels, so the world needs no files on disk to be reproducible.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
 SHAPES = ("circle", "square", "triangle", "cross")
 COLORS = ("red", "yellow", "purple", "white")
 BACKGROUNDS = ("water", "land", "snow", "sand")
+ATTRIBUTES = ("color", "background")  # the nuisance attributes a shortcut can use
+ATTRIBUTE_VALUES = {"color": COLORS, "background": BACKGROUNDS}  # every value the renderer can draw
 
 _RGB = {
     "red": (215, 40, 40),
@@ -35,56 +39,159 @@ _BACKGROUND_RGB = {
     "sand": ((200, 170, 110), (225, 200, 140)),
 }
 SPLITS = ("train", "val", "test")
-Spurious = Literal["background", "color"]
+
+
+class WorldSpecError(ValueError):
+    """An impossible world: the message starts with the offending key (``shortcuts.circle.value: ...``)."""
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    """``value`` of ``attribute`` holds for a share ``correlation`` of the class's TRAINING images."""
+
+    attribute: str
+    value: str
+    correlation: float
 
 
 @dataclass(frozen=True)
 class SyntheticWorldConfig:
-    """How the world is drawn and how strongly the shortcut holds in training."""
+    """Which shapes, colours and backgrounds the world has, which class carries which shortcut, and
+    how it is drawn. ``shortcuts`` maps class name -> :class:`Shortcut` (or a mapping with its fields)
+    or None; a class it does not name is unbiased. Invalid worlds raise :class:`WorldSpecError`."""
 
-    num_classes: int = 2
-    spurious: Spurious = "background"
-    correlation: float = 0.95
+    classes: tuple[str, ...] = SHAPES
+    colors: tuple[str, ...] = COLORS
+    backgrounds: tuple[str, ...] = BACKGROUNDS
+    shortcuts: Mapping[str, Shortcut | None] = field(default_factory=lambda: dict(DEFAULT_SHORTCUTS))
     image_size: int = 32
     split_sizes: dict[str, int] = field(
-        default_factory=lambda: {"train": 3000, "val": 600, "test": 1200}
+        default_factory=lambda: {"train": 4000, "val": 960, "test": 1920}
     )
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 2 <= self.num_classes <= len(SHAPES):
-            raise ValueError(f"num_classes must be in [2, {len(SHAPES)}], got {self.num_classes}")
-        if self.spurious not in ("background", "color"):
-            raise ValueError(f"spurious must be 'background' or 'color', got {self.spurious!r}")
-        if not 0.0 <= self.correlation <= 1.0:
-            raise ValueError(f"correlation must be in [0, 1], got {self.correlation}")
+        for name in ("classes", "colors", "backgrounds"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "shortcuts", {
+            str(c): _as_shortcut(s, c) for c, s in dict(self.shortcuts or {}).items()})
+        _check_values("classes", self.classes, SHAPES)
+        _check_values("colors", self.colors, COLORS)
+        _check_values("backgrounds", self.backgrounds, BACKGROUNDS)
+        seen: dict[tuple[str, str], str] = {}
+        for c, s in self.shortcuts.items():
+            if c not in self.classes:
+                raise WorldSpecError(f"shortcuts.{c}: unknown class {c!r}; classes are {list(self.classes)}")
+            if s is None:
+                continue
+            if s.attribute not in ATTRIBUTES:
+                raise WorldSpecError(f"shortcuts.{c}.attribute: {s.attribute!r} is not one of {list(ATTRIBUTES)}")
+            values = self.values(s.attribute)
+            if s.value not in values:
+                raise WorldSpecError(f"shortcuts.{c}.value: {s.value!r} is not one of the world's "
+                                     f"{_PLURAL[s.attribute]} {list(values)}")
+            if not 0.0 <= s.correlation <= 1.0:
+                raise WorldSpecError(f"shortcuts.{c}.correlation: must be in [0, 1], got {s.correlation}")
+            other = seen.setdefault((s.attribute, s.value), c)
+            if other != c:
+                raise WorldSpecError(f"shortcuts.{c}.value: {s.attribute} {s.value!r} is already the shortcut "
+                                     f"of {other}; two classes cannot share one shortcut value")
         if self.image_size < 16:
-            raise ValueError(f"image_size must be at least 16, got {self.image_size}")
+            raise WorldSpecError(f"image_size: must be at least 16, got {self.image_size}")
         unknown = set(self.split_sizes) - set(SPLITS)
         if unknown:
-            raise ValueError(f"unknown split(s) {sorted(unknown)}; expected {list(SPLITS)}")
+            raise WorldSpecError(f"split_sizes: unknown split(s) {sorted(unknown)}; expected {list(SPLITS)}")
+
+    @classmethod
+    def first(cls, n: int, **kw) -> SyntheticWorldConfig:
+        """The first ``n`` shapes, colours and backgrounds, no shortcut: the world the world models are
+        trained on (attributes drawn uniform and independent by :func:`sample_world`)."""
+        return cls(classes=SHAPES[:n], colors=COLORS[:n], backgrounds=BACKGROUNDS[:n], shortcuts={}, **kw)
+
+    @classmethod
+    def from_preset(cls, name: str, **kw) -> SyntheticWorldConfig:
+        """A named world of :data:`WORLD_PRESETS` (``small``: the 2x2 quick world; ``rich``: the default)."""
+        if name not in WORLD_PRESETS:
+            raise WorldSpecError(f"preset: unknown preset {name!r}; expected one of {sorted(WORLD_PRESETS)}")
+        return cls(**{**WORLD_PRESETS[name], **kw})
 
     @property
     def shapes(self) -> tuple[str, ...]:
-        return SHAPES[: self.num_classes]
+        """The classes, in class-index order (the name the world models use)."""
+        return self.classes
 
     @property
-    def colors(self) -> tuple[str, ...]:
-        return COLORS[: self.num_classes]
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def values(self, attribute: str) -> tuple[str, ...]:
+        """The world's values of a nuisance attribute (``color`` or ``background``)."""
+        if attribute == "color":
+            return self.colors
+        if attribute == "background":
+            return self.backgrounds
+        raise WorldSpecError(f"unknown attribute {attribute!r}; expected one of {list(ATTRIBUTES)}")
 
     @property
-    def backgrounds(self) -> tuple[str, ...]:
-        return BACKGROUNDS[: self.num_classes]
+    def attribute_values(self) -> dict[str, list[str]]:
+        """``{"color": [...], "background": [...]}``: plain lists, for code that must not import dro."""
+        return {a: list(self.values(a)) for a in ATTRIBUTES}
+
+    def shortcut(self, class_name: str) -> Shortcut | None:
+        return self.shortcuts.get(class_name)
 
     @property
-    def spurious_values(self) -> tuple[str, ...]:
-        """Names of the shortcut attribute's values; value i is aligned with class i."""
-        return self.backgrounds if self.spurious == "background" else self.colors
+    def biased_classes(self) -> tuple[str, ...]:
+        return tuple(c for c in self.classes if self.shortcut(c) is not None)
 
     @property
     def vocabulary(self) -> tuple[str, ...]:
         """Every word any caption of this world can contain."""
         return ("a", "picture", "of", "on", *self.colors, *self.shapes, *self.backgrounds)
+
+    @property
+    def num_cells(self) -> int:
+        return len(self.classes) * len(self.colors) * len(self.backgrounds)
+
+
+def _as_shortcut(s, class_name: str) -> Shortcut | None:
+    if s is None or isinstance(s, Shortcut):
+        return s
+    if isinstance(s, Mapping):
+        missing = {"attribute", "value", "correlation"} - set(s)
+        if missing:
+            raise WorldSpecError(f"shortcuts.{class_name}: missing {sorted(missing)}")
+        return Shortcut(str(s["attribute"]), str(s["value"]), float(s["correlation"]))
+    raise WorldSpecError(f"shortcuts.{class_name}: expected null or {{attribute, value, correlation}}, got {s!r}")
+
+
+def _check_values(key: str, chosen: tuple[str, ...], known: tuple[str, ...]) -> None:
+    unknown = [v for v in chosen if v not in known]
+    if unknown:
+        raise WorldSpecError(f"{key}: unknown value(s) {unknown}; the renderer draws {list(known)}")
+    if len(set(chosen)) != len(chosen):
+        raise WorldSpecError(f"{key}: has duplicates: {list(chosen)}")
+    if len(chosen) < 2:
+        raise WorldSpecError(f"{key}: needs at least 2 values, got {list(chosen)}")
+
+
+_PLURAL = {"color": "colors", "background": "backgrounds"}
+
+# The issue's example world: three biased classes on two different attributes, and one unbiased class.
+DEFAULT_SHORTCUTS: dict[str, Shortcut | None] = {
+    "circle": Shortcut("background", "water", 0.95),
+    "square": Shortcut("color", "red", 0.90),
+    "triangle": Shortcut("background", "snow", 0.95),
+    "cross": None,
+}
+WORLD_PRESETS: dict[str, dict] = {
+    # the default: 4 shapes x 4 colours x 4 backgrounds (64 evaluation cells)
+    "rich": dict(classes=SHAPES, colors=COLORS, backgrounds=BACKGROUNDS, shortcuts=DEFAULT_SHORTCUTS),
+    # the original 2 x 2 x 2 world for quick runs: circle on water, square on land
+    "small": dict(classes=SHAPES[:2], colors=COLORS[:2], backgrounds=BACKGROUNDS[:2],
+                  shortcuts={"circle": Shortcut("background", "water", 0.95),
+                             "square": Shortcut("background", "land", 0.95)}),
+}
 
 
 @dataclass(frozen=True)
@@ -148,53 +255,71 @@ def _shape_mask(name: str, dy: np.ndarray, dx: np.ndarray, r: float) -> np.ndarr
     return ((np.abs(dy) <= arm) & (np.abs(dx) <= r)) | ((np.abs(dx) <= arm) & (np.abs(dy) <= r))
 
 
-def sample_split(cfg: SyntheticWorldConfig, split: str) -> list[WorldSample]:
-    """The latent samples of one split, with exact (not sampled) group counts.
+def carries(cfg: SyntheticWorldConfig, s: WorldSample, shortcut: Shortcut) -> bool:
+    """Whether a sample shows the shortcut's value (whatever its class)."""
+    index = s.color if shortcut.attribute == "color" else s.background
+    return cfg.values(shortcut.attribute)[index] == shortcut.value
 
-    Train: classes balanced; in each class ``round(correlation * n_class)`` images carry the aligned
-    shortcut value and the rest are spread evenly over the other values. Val/test: every
-    (class, shortcut value) group has the same size, which is what "balanced" means for evaluation.
-    The attribute that is not the shortcut is uniform and independent of everything.
+
+def is_conflicting(cfg: SyntheticWorldConfig, s: WorldSample) -> bool:
+    """The true bias-conflicting slice. A biased class: the image does NOT carry its own shortcut value.
+    An unbiased class: the image carries ANOTHER class's shortcut value (a cross on water looks like a
+    circle to a model that learnt circle = water), so its aligned images are the ones no shortcut
+    pulls elsewhere. With no shortcut anywhere every image is aligned."""
+    own = cfg.shortcut(cfg.classes[s.shape])
+    if own is not None:
+        return not carries(cfg, s, own)
+    return any(carries(cfg, s, sc) for sc in cfg.shortcuts.values() if sc is not None)
+
+
+def cell_index(cfg: SyntheticWorldConfig, s: WorldSample) -> int:
+    """The evaluation cell of a sample: ``(shape * |colors| + color) * |backgrounds| + background``."""
+    return (s.shape * len(cfg.colors) + s.color) * len(cfg.backgrounds) + s.background
+
+
+def sample_split(cfg: SyntheticWorldConfig, split: str) -> list[WorldSample]:
+    """The latent samples of one split, with exact (not sampled) counts.
+
+    Classes are balanced. Val/test: every (class, colour, background) cell has the same size (+-1),
+    which is what "balanced" means for evaluation. Train, per class with a shortcut: ``round(correlation
+    * n_class)`` images carry the shortcut value, the rest are spread evenly over the attribute's other
+    values, and the other attribute is spread evenly inside each of those; a class without a shortcut
+    is spread evenly over all its cells.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     n = cfg.split_sizes.get(split, 0)
-    k = cfg.num_classes
+    n_colors, n_backgrounds = len(cfg.colors), len(cfg.backgrounds)
     rng = np.random.default_rng([cfg.seed, SPLITS.index(split)])
-    pairs: list[tuple[int, int]] = []  # (class, shortcut value)
-    for y, n_class in enumerate(_even_parts(n, k)):
-        if split == "train":
-            n_aligned = int(round(cfg.correlation * n_class))
-            pairs += [(y, y)] * n_aligned
-            others = [v for v in range(k) if v != y]
-            for v, count in zip(others, _even_parts(n_class - n_aligned, k - 1)):
-                pairs += [(y, v)] * count
-        else:
-            for v, count in enumerate(_even_parts(n_class, k)):
-                pairs += [(y, v)] * count
-    order = rng.permutation(len(pairs))
-    free_values = rng.integers(0, k, size=len(pairs))
-    style_seeds = rng.integers(0, 2**63 - 1, size=len(pairs))
-    samples = []
-    for i, j in enumerate(order):
-        y, v = pairs[j]
-        free = int(free_values[i])
-        color, background = (free, v) if cfg.spurious == "background" else (v, free)
-        samples.append(WorldSample(y, color, background, int(style_seeds[i])))
-    return samples
+    cells: list[tuple[int, int, int]] = []  # (class, color, background)
+    for y, n_class in enumerate(_even_parts(n, cfg.num_classes)):
+        sc = cfg.shortcut(cfg.classes[y]) if split == "train" else None
+        if sc is None:
+            pairs = [(c, b) for c in range(n_colors) for b in range(n_backgrounds)]
+            for (c, b), count in zip(pairs, _even_parts(n_class, len(pairs))):
+                cells += [(y, c, b)] * count
+            continue
+        values = cfg.values(sc.attribute)
+        shortcut = values.index(sc.value)
+        n_aligned = int(round(sc.correlation * n_class))
+        others = [v for v in range(len(values)) if v != shortcut]
+        per_value = {shortcut: n_aligned, **dict(zip(others, _even_parts(n_class - n_aligned, len(others))))}
+        n_free = n_backgrounds if sc.attribute == "color" else n_colors
+        for v, count in sorted(per_value.items()):
+            for f, m in enumerate(_even_parts(count, n_free)):
+                cells += [(y, v, f) if sc.attribute == "color" else (y, f, v)] * m
+    order = rng.permutation(len(cells))
+    style_seeds = rng.integers(0, 2**63 - 1, size=len(cells))
+    return [WorldSample(*cells[j], int(style_seeds[i])) for i, j in enumerate(order)]
 
 
 def sample_world(cfg: SyntheticWorldConfig, n: int, seed: int) -> list[WorldSample]:
     """Samples with every attribute uniform and independent: what world models are trained on."""
     rng = np.random.default_rng([cfg.seed, seed, 7])
-    k = cfg.num_classes
-    values = rng.integers(0, k, size=(n, 3))
+    high = np.array([len(cfg.classes), len(cfg.colors), len(cfg.backgrounds)])
+    values = rng.integers(0, high, size=(n, 3))
     seeds = rng.integers(0, 2**63 - 1, size=n)
     return [WorldSample(int(a), int(b), int(c), int(s)) for (a, b, c), s in zip(values, seeds)]
-
-
-def spurious_value(cfg: SyntheticWorldConfig, s: WorldSample) -> int:
-    return s.background if cfg.spurious == "background" else s.color
 
 
 def render_many(cfg: SyntheticWorldConfig, samples: list[WorldSample]) -> np.ndarray:

@@ -1,19 +1,29 @@
-"""The synthetic world as a normalised index (records + pixels), ready for ``write_prepared``."""
+"""The synthetic world as a normalised index (records + pixels), ready for ``write_prepared``.
+
+Its groups: ``a`` is the TRUE bias-conflicting flag of each image (see
+:func:`dro.data.synthetic.is_conflicting`), so the true group is ``2 * y + conflicting``, the same
+layout as the pseudo-groups; the evaluation cells are every (class, colour, background).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from dro.data.base import DatasetInfo, Record
-from dro.data.synthetic import SPLITS, SyntheticWorldConfig, render_many, sample_split, spurious_value
+from dro.data.synthetic import SPLITS, SyntheticWorldConfig, cell_index, is_conflicting, render_many, sample_split
+
+SLICE_ATTRIBUTE = "shortcut"
+SLICE_VALUES = ("aligned", "conflicting")
 
 
 def world_info(cfg: SyntheticWorldConfig) -> DatasetInfo:
     return DatasetInfo(
         name="synthetic",
-        class_names=cfg.shapes,
-        attribute_name=cfg.spurious,
-        attribute_values=cfg.spurious_values,
+        class_names=cfg.classes,
+        attribute_name=SLICE_ATTRIBUTE,
+        attribute_values=SLICE_VALUES,
+        aligned_values=((0,),) * cfg.num_classes,  # a = 0 is bias-aligned by construction
+        cell_attributes=(("color", cfg.colors), ("background", cfg.backgrounds)),
     )
 
 
@@ -29,7 +39,8 @@ def build_synthetic(cfg: SyntheticWorldConfig) -> tuple[DatasetInfo, list[Record
         samples = sample_split(cfg, split)
         start = len(records)
         records += [
-            Record(split, s.shape, spurious_value(cfg, s), str(start + i)) for i, s in enumerate(samples)
+            Record(split, s.shape, int(is_conflicting(cfg, s)), str(start + i), cell_index(cfg, s))
+            for i, s in enumerate(samples)
         ]
         chunks.append(render_many(cfg, samples))
         captions += [caption(cfg, s) for s in samples]

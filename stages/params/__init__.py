@@ -68,6 +68,20 @@ class Params(Section):
     def train(self) -> TrainSettings:
         return self.dataset_section.train
 
+    @property
+    def methods(self) -> list[str]:
+        """The retraining rows: ``dro.methods``, plus the synthetic world's ablation rows."""
+        extra = self.synthetic.ablations if self.dataset == "synthetic" else []
+        return [*self.dro.methods, *extra]
+
+    @property
+    def world_root(self) -> Path:
+        """The folder holding the world models' manifest (world.json): ``world.root``, or by default the
+        folder above the synthetic world's CLIP (``models.<synthetic.models>.clip``)."""
+        if self.world.root is not None:
+            return Path(self.world.root)
+        return Path(self.models[self.synthetic.models].clip).parent
+
 
 class ParamsError(ValueError):
     """params.yaml is invalid; the message is one line that names the key."""

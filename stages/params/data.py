@@ -9,6 +9,11 @@ from pydantic import Field, model_validator
 from stages.params.base import Section
 from stages.params.dexter import DexterOverrides
 
+# The synthetic world's presets: the world (dro.data.synthetic.WORLD_PRESETS) and the world models
+# (a key of params.yaml's ``models``) trained to cover it.
+PRESET_MODELS = {"rich": "world4", "small": "world"}
+AblationName = Literal["dro_classname", "dro_random"]
+
 
 class TrainSettings(Section):
     """How classifiers are trained on this dataset (the audited ERM model and every retraining)."""
@@ -26,18 +31,79 @@ class TrainSettings(Section):
     num_workers: int = Field(0, ge=0)
 
 
+class ShortcutSpec(Section):
+    """One class's shortcut: ``value`` of ``attribute`` in a share ``correlation`` of its training images."""
+
+    attribute: Literal["background", "color"]
+    value: str
+    correlation: float = Field(ge=0, le=1)
+
+
+def _default_world(key: str):
+    from dro.data.synthetic import WORLD_PRESETS
+
+    value = WORLD_PRESETS["rich"][key]
+    if key == "shortcuts":
+        return {c: None if s is None else {"attribute": s.attribute, "value": s.value, "correlation": s.correlation}
+                for c, s in value.items()}
+    return list(value)
+
+
 class SyntheticSection(Section):
-    num_classes: int = Field(2, ge=2, le=4)
-    spurious: Literal["background", "color"] = "background"
-    correlation: float = Field(0.95, ge=0, le=1)
+    """The built-in world. ``preset`` (``small`` | ``rich``), when set, REPLACES ``classes``, ``colors``,
+    ``backgrounds``, ``shortcuts`` and ``models`` by the preset's; the other keys still apply."""
+
+    preset: Literal["small", "rich"] | None = None
+    classes: list[str] = Field(default_factory=lambda: _default_world("classes"))
+    colors: list[str] = Field(default_factory=lambda: _default_world("colors"))
+    backgrounds: list[str] = Field(default_factory=lambda: _default_world("backgrounds"))
+    shortcuts: dict[str, ShortcutSpec | None] = Field(default_factory=lambda: _default_world("shortcuts"))
     image_size: int = Field(32, ge=16, le=256)
-    train_size: int = Field(3000, ge=1)
-    val_size: int = Field(600, ge=1)
-    test_size: int = Field(1200, ge=1)
+    train_size: int = Field(4000, ge=1)
+    val_size: int = Field(960, ge=1)
+    test_size: int = Field(1920, ge=1)
     seed: int = 0
-    models: str = "world"
+    models: str = "world4"
+    ablations: list[AblationName] = Field(default_factory=lambda: ["dro_classname", "dro_random"])
     train: TrainSettings = TrainSettings()
     dexter: DexterOverrides | None = None  # this dataset's overrides of the global dexter section
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data):
+        preset = data.get("preset") if isinstance(data, dict) else None
+        if preset not in PRESET_MODELS:
+            return data  # no preset (or an unknown one, which the field's own check reports)
+        from dro.data.synthetic import WORLD_PRESETS
+
+        world = WORLD_PRESETS[preset]
+        return {**data, "classes": list(world["classes"]), "colors": list(world["colors"]),
+                "backgrounds": list(world["backgrounds"]), "models": PRESET_MODELS[preset],
+                "shortcuts": {c: None if s is None else {"attribute": s.attribute, "value": s.value,
+                                                         "correlation": s.correlation}
+                              for c, s in world["shortcuts"].items()}}
+
+    @model_validator(mode="after")
+    def _valid_world(self) -> SyntheticSection:
+        if len(set(self.ablations)) != len(self.ablations):
+            raise ValueError("ablations has duplicates")
+        self.world_config()  # unknown class/value, shared shortcut value, ...: one line naming the key
+        return self
+
+    def world_config(self):
+        """The :class:`dro.data.synthetic.SyntheticWorldConfig` this section describes."""
+        from dro.data.synthetic import SyntheticWorldConfig, WorldSpecError
+
+        try:
+            return SyntheticWorldConfig(
+                classes=self.classes, colors=self.colors, backgrounds=self.backgrounds,
+                shortcuts={c: None if s is None else s.model_dump() for c, s in self.shortcuts.items()},
+                image_size=self.image_size,
+                split_sizes={"train": self.train_size, "val": self.val_size, "test": self.test_size},
+                seed=self.seed,
+            )
+        except WorldSpecError as e:
+            raise ValueError(str(e)) from None
 
 
 class WaterbirdsSection(Section):

@@ -10,10 +10,11 @@ from stages.params.base import Section
 class WorldSection(Section):
     """Where the committed world models live and how their quality gates are measured.
 
-    The model folders themselves are named in ``models.world``; ``root`` is the folder holding the
-    manifest (``world.json``) that says which world they cover.
+    The model folders themselves are named in ``models.<synthetic.models>``; ``root`` is the folder
+    holding the manifest (``world.json``) that says which world they cover (null: the folder above
+    those models' CLIP, e.g. ``data/world4``).
     """
 
-    root: str = "data/world"
+    root: str | None = None
     gate_samples: int = Field(200, ge=10)
     gate_seed: int = 0

@@ -8,6 +8,7 @@ def _params(tmp_path, model_set, **dexter):
     params = {
         "dataset": "synthetic",
         "device": "cpu",
+        "synthetic": {"preset": "small"},
         "models": {"world": {"stable_diffusion": model_set["stable_diffusion"], "lcm_lora": None,
                              "bert": model_set["bert"], "clip": model_set["clip"]}},
         "dexter": {"steps": 2, "runs_per_class": 2, **dexter},
@@ -148,3 +149,20 @@ def test_finished_stage_rerun_computes_again(tmp_path, model_set, erm, monkeypat
     capsys.readouterr()
     second = (_explain(tmp_path, p, erm) / "run_0/result.json").stat().st_mtime_ns
     assert "reusing" not in capsys.readouterr().out and second != first
+
+
+def test_dvc_fan_out_skips_classes_the_world_lacks(tmp_path, model_set, erm, monkeypatch):
+    """dvc.yaml fans out over dexter.classes ([0..3]); on the 2-class world explain@3 writes an empty
+    folder and a metrics file saying so, without loading DEXTER's models."""
+    from stages import explain
+
+    monkeypatch.chdir(tmp_path)
+    p = _params(tmp_path, model_set)
+    import dexter.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "load_dexter_models", lambda *a, **k: pytest.fail("loaded big models"))
+    explain.main.__wrapped__(["--params", str(p), "--classifier", str(erm), "--out", "outputs/dexter/class_3",
+                              "--metrics", "m.json", "--class-index", "3", "--skip-absent-classes"])
+    assert (tmp_path / "outputs/dexter/class_3").is_dir()
+    assert not list((tmp_path / "outputs/dexter/class_3").iterdir())
+    assert json.loads((tmp_path / "m.json").read_text())["skipped"] == [3]

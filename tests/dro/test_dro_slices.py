@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from dro.slices import (ClipEncoder, LabellingError, assign_slices, cached_image_embeddings, class_prototypes,
-                        labelling_quality, majority_attribute, pseudo_group_names, read_attributes,
-                        true_conflicting)
+from dro.slices import (ClassSlices, ClipEncoder, LabellingError, aligned_values_by_lift, assign_slices,
+                        assign_with_alternatives, cached_image_embeddings, class_prototypes, labelling_quality,
+                        pseudo_group_names, read_attributes, true_conflicting)
 from dro.templates import CLASS_TEMPLATES, IMAGENET_TEMPLATES, compose, default_templates
 
 # Each keyword has a direction; templates add a template-specific offset so averaging matters.
@@ -76,26 +76,133 @@ def test_assignment_more_classes_compares_against_all_others():
 
 def test_quality_against_true_minority():
     train_y, train_a = np.array([0, 0, 0, 1, 1, 1, 1]), np.array([0, 0, 1, 1, 1, 0, -1])
-    maj = majority_attribute(train_y, train_a, 2)
-    assert maj.tolist() == [0, 1]
+    aligned = aligned_values_by_lift(train_y, train_a, 2, 2)
+    assert aligned == ((0,), (1,))
     y, a = np.array([0, 0, 0, 1, 1, 1]), np.array([0, 1, 1, 1, 0, 0])
-    truth = true_conflicting(y, a, maj)
+    truth = true_conflicting(y, a, aligned)
     assert truth.tolist() == [False, True, True, False, True, True]
     pred = np.array([False, True, False, False, True, False])
     q = labelling_quality(pred, truth, y, np.ones(6, bool), ["a", "b"])
     assert q["accuracy"] == pytest.approx(4 / 6)
     assert q["per_class"]["a"]["f1_conflicting"] == pytest.approx(2 * 1 * 0.5 / 1.5)  # P=1, R=1/2
     assert q["per_class"]["b"]["f1_conflicting"] == pytest.approx(2 / 3)
+    assert q["f1_conflicting_pooled"] == pytest.approx(2 * 1 * 0.5 / 1.5)  # B2T's pooled F1: P=2/2, R=2/4
+
+
+def test_aligned_value_is_by_lift_not_by_majority():
+    """CelebA-like: female is the majority of BOTH classes, but non-blond is aligned with male (more
+    common there than overall) and blond with female. The majority rule called non-blond female aligned."""
+    # class 0 non-blond: 55 female / 45 male; class 1 blond: 94 female / 6 male
+    y = np.array([0] * 100 + [1] * 100)
+    a = np.array([0] * 55 + [1] * 45 + [0] * 94 + [1] * 6)  # 0 female, 1 male
+    aligned = aligned_values_by_lift(y, a, 2, 2)
+    assert aligned == ((1,), (0,))
+    conflicting = true_conflicting(y, a, aligned)
+    assert conflicting[:55].all() and not conflicting[55:100].any()  # non-blond women conflict
+    assert not conflicting[100:194].any() and conflicting[194:].all()  # blond men conflict
+
+
+def test_class_with_no_over_represented_value_has_no_conflicting_image():
+    y, a = np.array([0, 0, 1, 1, 1, 1]), np.array([0, 1, 0, 1, 0, 1])
+    aligned = aligned_values_by_lift(y, a, 2, 2)
+    assert aligned == ((), ())
+    assert not true_conflicting(y, a, aligned).any()
+
+
+# A world of four directions: water, land (backgrounds), red, yellow (colours).
+AXES = {"water": 0, "land": 1, "red": 2, "yellow": 3}
+
+
+def axis_prototype(phrases):
+    v = torch.zeros(4)
+    for p in phrases:
+        v[AXES[p]] += 1
+    return v / v.norm()
+
+
+IMGS = torch.tensor([
+    [1.0, 0.0, 1.0, 0.0],  # water, red
+    [0.0, 1.0, 1.0, 0.0],  # land, red
+    [0.0, 1.0, 0.0, 1.0],  # land, yellow
+    [1.0, 0.0, 0.0, 1.0],  # water, yellow
+])
+
+
+def test_biased_class_carries_its_attribute_against_the_alternatives():
+    circle = ClassSlices("circle", ("water",), {"water": ("land",)}, "biased")
+    square = ClassSlices("square", ("red",), {"red": ("yellow",)}, "biased")
+    y = np.array([0, 0, 1, 1])
+    a = assign_with_alternatives(IMGS, y, [circle, square], axis_prototype)
+    assert a.conflicting.tolist() == [False, True, True, True]  # a circle on land; yellow squares
+    assert a.pseudo_groups.tolist() == [0, 1, 3, 3]
+    assert a.p_aligned[0] > 0.99 and (a.p_aligned[1:] < 0.01).all()
+    squares = assign_with_alternatives(IMGS, np.ones(4, int), [circle, square], axis_prototype)
+    assert squares.conflicting.tolist() == [False, False, True, True]  # red squares are aligned, wherever
+
+
+def test_any_verified_attribute_makes_an_image_aligned():
+    circle = ClassSlices("circle", ("water", "red"), {"water": ("land",), "red": ("yellow",)}, "biased")
+    a = assign_with_alternatives(IMGS, np.zeros(4, int), [circle, ClassSlices("square", ())], axis_prototype)
+    assert a.conflicting.tolist() == [False, False, True, False]  # only land + yellow carries neither
+
+
+def test_unbiased_class_conflicts_when_it_carries_another_class_attribute():
+    circle = ClassSlices("circle", ("water",), {"water": ("land",)}, "biased")
+    cross = ClassSlices("cross", (), {}, "no_evidence")
+    a = assign_with_alternatives(IMGS, np.ones(4, int), [circle, cross], axis_prototype)
+    assert a.conflicting.tolist() == [True, False, False, True]  # crosses on water look like circles
+    assert a.pseudo_groups.tolist() == [3, 2, 2, 3]
+    nobody = assign_with_alternatives(IMGS, np.ones(4, int), [ClassSlices("a", ()), cross], axis_prototype)
+    assert not nobody.conflicting.any()  # no bias anywhere: one group per class
+
+
+def test_without_alternatives_the_b2t_rule_is_unchanged():
+    """Older reasoning output (no alternatives): the class-prototype argmax, exactly as assign_slices."""
+    slices = [ClassSlices("circle", ("water",)), ClassSlices("square", ("land",))]
+    y = np.array([0, 0, 1, 1])
+    a = assign_with_alternatives(IMGS, y, slices, axis_prototype)
+    ref = assign_slices(IMGS, y, torch.stack([axis_prototype(["water"]), axis_prototype(["land"])]))
+    assert a.conflicting.tolist() == ref.conflicting.tolist() == [False, True, False, True]
+
+
+def test_unbiased_class_cannot_use_attributes_without_alternatives(capsys):
+    logs = []
+    slices = [ClassSlices("circle", ("water",)), ClassSlices("cross", (), {}, "no_evidence")]
+    a = assign_with_alternatives(IMGS, np.array([1, 1, 0, 0]), slices, axis_prototype, log=logs.append)
+    assert not a.conflicting[:2].any() and any("cross" in m and "no alternatives" in m for m in logs)
+
+
+def _write(root, c, name, **d):
+    (root / f"{c:03d}_{name}").mkdir(exist_ok=True)
+    (root / f"{c:03d}_{name}" / "attributes.json").write_text(json.dumps({"class_name": name, **d}))
 
 
 def test_read_attributes(tmp_path):
-    (tmp_path / "000_circle").mkdir()
-    (tmp_path / "000_circle" / "attributes.json").write_text(json.dumps({"class_name": "circle", "attributes": ["water", " "]}))
+    _write(tmp_path, 0, "circle", attributes=["water", " "])
     with pytest.raises(LabellingError, match="class 1"):
         read_attributes(tmp_path, ["circle", "square"])
-    (tmp_path / "001_square").mkdir()
-    (tmp_path / "001_square" / "attributes.json").write_text(json.dumps({"class_name": "square", "attributes": ["land"]}))
-    assert read_attributes(tmp_path, ["circle", "square"]) == [["water"], ["land"]]
+    _write(tmp_path, 1, "square", attributes=["land"])
+    got = read_attributes(tmp_path, ["circle", "square"])
+    assert [s.attributes for s in got] == [("water",), ("land",)]
+    assert all(s.verdict is None and not s.alternatives and s.biased for s in got)
+    _write(tmp_path, 1, "square", attributes=[])
+    with pytest.raises(LabellingError, match="'attributes' is empty"):  # no verdict: attributes required
+        read_attributes(tmp_path, ["circle", "square"])
+
+
+def test_read_attributes_with_verdicts_and_alternatives(tmp_path):
+    _write(tmp_path, 0, "circle", attributes=["water"], verdict="biased",
+           alternatives={"water": ["land", " snow ", "water", "land"]})
+    _write(tmp_path, 1, "cross", attributes=[], verdict="no_evidence", alternatives={})
+    circle, cross = read_attributes(tmp_path, ["circle", "cross"])
+    assert circle.alternatives == {"water": ("land", "snow")} and circle.has_alternatives
+    assert not cross.biased and cross.verdict == "no_evidence"
+    _write(tmp_path, 1, "cross", attributes=["red"], verdict="no_evidence")
+    with pytest.raises(LabellingError, match="no_evidence but 'attributes' is not empty"):
+        read_attributes(tmp_path, ["circle", "cross"])
+    _write(tmp_path, 1, "cross", attributes=[], verdict="maybe")
+    with pytest.raises(LabellingError, match="verdict must be"):
+        read_attributes(tmp_path, ["circle", "cross"])
 
 
 @pytest.fixture(scope="module")

@@ -131,7 +131,7 @@ def test_checkpoint_for_other_settings_is_not_resumed(small_world, tmp_path):
 
 
 def _hide_attributes(ds: GroupImageDataset) -> GroupImageDataset:
-    return GroupImageDataset(ds.info, ds.split, ds.y, np.full(len(ds), -1), pixels=ds.pixels)
+    return GroupImageDataset(ds.info, ds.split, ds.y, np.full(len(ds), -1), pixels=ds.pixels, cells=ds.cells)
 
 
 def test_dro_dexter_runs_without_any_true_group_and_oracle_refuses(small_world, tmp_path):
@@ -142,7 +142,7 @@ def test_dro_dexter_runs_without_any_true_group_and_oracle_refuses(small_world, 
     run = retrain("dro_dexter", blind, SPEC, _cfg("group_dro", epochs=1), pseudo=pseudo, mode="full",
                   erm_model=None, ckpt_dir=tmp_path / "ck", cache_dir=tmp_path / "cache", model_out=None,
                   convention="plain", device=torch.device("cpu"), log=lambda s: None)
-    assert run.metrics["selection_groups"] == "pseudo" and len(run.metrics["group_acc"]) == 4
+    assert run.metrics["selection_groups"] == "pseudo" and len(run.metrics["group_acc"]) == 8  # 2x2x2 cells
     with pytest.raises(ValueError, match="true group"):
         retrain("groupdro_oracle", blind, SPEC, _cfg("group_dro", epochs=1), pseudo=None, mode="full",
                 erm_model=None, ckpt_dir=tmp_path / "ck2", cache_dir=tmp_path / "cache", model_out=None,
@@ -151,7 +151,13 @@ def test_dro_dexter_runs_without_any_true_group_and_oracle_refuses(small_world, 
 
 @pytest.mark.slow
 def test_last_layer_group_dro_on_cached_features(small_world, tmp_path):
-    erm, _ = _fit(small_world, "erm", tmp_path / "erm", epochs=4)
+    # A backbone whose features hold the shape as well as the background (trained where the shortcut is
+    # weak): the head retrained on the strongly biased world can then follow either.
+    from dro.data import open_prepared
+    from dro_world import make_world
+
+    mild = open_prepared(make_world(tmp_path / "mild", correlation=0.8))
+    erm, _ = _fit(mild, "erm", tmp_path / "erm", epochs=6)
     logs = []
     cfg = TrainConfig(method="erm", epochs=30, batch_size=128, lr=1e-2, optimizer="adam", seed=0, eta=0.1)
     kw = dict(pseudo=None, mode="last_layer", erm_model=erm, cache_dir=tmp_path / "feats",
@@ -159,7 +165,7 @@ def test_last_layer_group_dro_on_cached_features(small_world, tmp_path):
     e = retrain("erm", small_world, SPEC, cfg, ckpt_dir=tmp_path / "a", model_out=None, **kw)
     d = retrain("groupdro_oracle", small_world, SPEC, cfg, ckpt_dir=tmp_path / "b", model_out=tmp_path / "m", **kw)
     assert any("features from cache" in m for m in logs)  # second method reuses the first's features
-    assert d.metrics["worst_group_acc"] > e.metrics["worst_group_acc"], (e.metrics, d.metrics)
+    assert d.metrics["worst_group_acc"] > e.metrics["worst_group_acc"] + 0.25, (e.metrics, d.metrics)
     from dro.models import load_classifier
     m = load_classifier(tmp_path / "m")
     assert torch.equal(m.backbone[0].weight, erm.backbone[0].weight)  # backbone kept

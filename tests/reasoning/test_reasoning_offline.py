@@ -15,7 +15,7 @@ from dexter.reasoning.schema import KeywordsFile, finalize_attributes
 from dexter.reasoning.stats import binomial_upper_tail, caption_word_stats, keyword_support
 from dro.data.synthetic import SyntheticWorldConfig, WorldSample, caption
 
-CFG = SyntheticWorldConfig(num_classes=2)
+CFG = SyntheticWorldConfig.first(2)
 BANK = [caption(CFG, WorldSample(s, c, b, 0)) for s, c, b in product(range(2), range(2), range(2))]
 
 

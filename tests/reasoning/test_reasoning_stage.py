@@ -22,6 +22,7 @@ def params_for(tmp_path: Path, **reasoning) -> object:
     raw = {
         "dataset": "synthetic",
         "device": "cpu",
+        "synthetic": {"preset": "small"},
         "models": {"world": {"stable_diffusion": "none", "bert": "none", "clip": str(tmp_path / "no_clip")}},
         "reasoning": {"verify": {"n_images": 8, "activation_images": 8, "caption_frames": 2}, **reasoning},
     }
@@ -50,7 +51,8 @@ def n_captions(root: Path) -> int:
 
 def test_synthetic_phrase_bank_is_the_worlds_caption_vocabulary():
     p = parse_params({"models": {"world": {"stable_diffusion": "s", "bert": "b", "clip": "c"}},
-                      "synthetic": {"num_classes": 3}})
+                      "synthetic": {"classes": ["circle", "square", "triangle"], "colors": ["red", "yellow", "purple"],
+                                    "backgrounds": ["water", "land", "snow"], "shortcuts": {}, "models": "world"}})
     bank = reason.synthetic_phrase_bank(p.synthetic)
     assert len(bank) == 27 and len(set(bank)) == 27
     assert "a picture of a purple triangle on snow" in bank

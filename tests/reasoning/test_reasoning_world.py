@@ -21,13 +21,14 @@ def test_world_clip_offline_backend_finds_the_background_shortcut(tmp_path):
     from stages.params import parse_params
     from stages.reason import synthetic_phrase_bank
 
-    cfg = SyntheticWorldConfig(num_classes=2)
+    cfg = SyntheticWorldConfig.first(2)
     rng = np.random.default_rng(0)
     # "circle" frames as a biased classifier would accept them: 22 of 24 on water, colours at random
     samples = [WorldSample(0, int(rng.integers(2)), 0 if i < 22 else 1, int(rng.integers(2**31))) for i in range(24)]
     frames = [render(cfg, s) for s in samples]
     class_dir = write_class_dir(tmp_path / "dexter", 0, "circle", [], [frames])
-    p = parse_params({"models": {"world": {"stable_diffusion": "s", "bert": "b", "clip": str(WORLD_CLIP)}}})
+    p = parse_params({"models": {"world": {"stable_diffusion": "s", "bert": "b", "clip": str(WORLD_CLIP)}},
+                      "synthetic": {"preset": "small"}})
     backend = make_backend("offline", clip=str(WORLD_CLIP), phrases=synthetic_phrase_bank(p.synthetic))
     result = reason_about_class(class_dir, tmp_path / "out", backend)
     backend.close()

@@ -12,21 +12,31 @@ def _write(tmp_path, num_classes=2, image_size=32):
     )
 
 
+SMALL = dict(shapes=["circle", "square"], colors=["red", "yellow"], backgrounds=["water", "land"])
+
+
 def test_covered_world_passes(tmp_path):
     _write(tmp_path)
-    assert check_world_covered(tmp_path, 2, 32)["num_classes"] == 2
+    assert check_world_covered(tmp_path, 32, **SMALL)["num_classes"] == 2
+    assert check_world_covered(tmp_path, 32, shapes=["square", "circle"], colors=["yellow", "red"],
+                               backgrounds=["land", "water"])  # any subset, any order
 
 
-def test_more_classes_than_trained_fails_loudly(tmp_path):
+@pytest.mark.parametrize(("key", "value", "named"), [
+    ("shapes", ["circle", "triangle"], r"synthetic.classes asks for \['triangle'\]"),
+    ("colors", ["red", "purple"], r"synthetic.colors asks for \['purple'\]"),
+    ("backgrounds", ["water", "snow", "sand"], r"synthetic.backgrounds asks for \['snow', 'sand'\]"),
+])
+def test_values_the_models_never_saw_fail_loudly(tmp_path, key, value, named):
     _write(tmp_path)
-    with pytest.raises(WorldNotCoveredError, match="num_classes=3.*cover only 2"):
-        check_world_covered(tmp_path, 3, 32)
+    with pytest.raises(WorldNotCoveredError, match=named + ".*trained on shapes"):
+        check_world_covered(tmp_path, 32, **{**SMALL, key: value})
 
 
 def test_other_image_size_fails_loudly(tmp_path):
     _write(tmp_path)
     with pytest.raises(WorldNotCoveredError, match="image_size=64"):
-        check_world_covered(tmp_path, 2, 64)
+        check_world_covered(tmp_path, 64, **SMALL)
 
 
 def test_missing_manifest_names_the_training_command(tmp_path):
