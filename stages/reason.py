@@ -218,13 +218,19 @@ def run(params, dexter_dir: Path = DEXTER_DIR, out_dir: Path = REASONING_DIR, cl
     try:
         backend = make_backend(kind, **settings_b)  # cheap, and says at once when a key or setting is wrong
         try:
-            if todo and prober is None:
+            verify = params.reasoning.verify.enabled
+            if todo and verify and prober is None:
                 prober = build_prober(params, classifier_dir)  # only when a class needs it: loading costs
-            auditor = Auditor(prober, class_names, settings, vocabulary) if todo else None
+            auditor = Auditor(prober, class_names, settings, vocabulary) if todo and verify else None
             for class_dir in todo:
                 dest = out_dir / class_dir.name
                 result = reason_about_class(class_dir, dest, backend, auditor)
                 atomic_write_json(dest / STAMP, {"stamp": stamp_for(class_dir, reasoning_params)})
+                if auditor is None:
+                    a = result.attributes
+                    print(f"{class_dir.name}: UNVERIFIED proposal {a.verdict} {a.attributes} "
+                          f"(reasoning.verify.enabled is false); {len(result.captions)} captions")
+                    continue
                 v = json.loads((dest / VERIFICATION_FILE).read_text())
                 effects = ", ".join(f"{e['attribute']} {e['kind']} {e['effect']:+.2f} (p_holm {e['p_adjusted']:.2g})"
                                     for e in v["effects"]) or "nothing tested"

@@ -28,6 +28,10 @@ class VerifySection(Section):
     answers are cached per prompt, so the cost is bounded by that product times ``n_images``.
     """
 
+    # Off by default for now: on the small world the both-tests rule rejects a real shortcut when the
+    # audited model has partly learnt the shape (circle/water: drop +0.34, flip 0). Off = the backend's
+    # proposal is handed on and every output says UNVERIFIED.
+    enabled: bool = False
     n_images: int = Field(32, ge=1)  # fresh-noise images per counterfactual prompt
     alpha: float = Field(0.05, gt=0, lt=1)  # family-wise error rate per class (Holm over its tests)
     min_effect: float = Field(0.1, ge=0, le=1)  # smallest flip AND drop effect reported as a shortcut

@@ -24,7 +24,7 @@ def params_for(tmp_path: Path, **reasoning) -> object:
         "device": "cpu",
         "synthetic": {"preset": "small"},
         "models": {"world": {"stable_diffusion": "none", "bert": "none", "clip": str(tmp_path / "no_clip")}},
-        "reasoning": {"verify": {"n_images": 8, "activation_images": 8, "caption_frames": 2}, **reasoning},
+        "reasoning": {"verify": {"enabled": True, "n_images": 8, "activation_images": 8, "caption_frames": 2}, **reasoning},
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     return parse_params(raw)
@@ -42,7 +42,7 @@ def prober():
     """The 2-class world rendered, answered by a classifier for which anything on water is a circle."""
     from dro.data.synthetic import SyntheticWorldConfig
 
-    return world_prober(SyntheticWorldConfig(num_classes=2), {0: ("background", 0)})
+    return world_prober(SyntheticWorldConfig.from_preset("small"), {0: ("background", 0)})
 
 
 def n_captions(root: Path) -> int:

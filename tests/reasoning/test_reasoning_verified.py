@@ -16,7 +16,7 @@ from dexter.reasoning.inputs import load_class_inputs
 from dexter.reasoning.proposals import CounterfactualProposal, parse_counterfactual
 from dro.data.synthetic import SyntheticWorldConfig
 
-CFG = SyntheticWorldConfig(num_classes=2)
+CFG = SyntheticWorldConfig.from_preset("small")
 SETTINGS = VerifySettings(n_images=8, activation_images=8, caption_frames=2)
 
 
@@ -129,7 +129,7 @@ def test_auditor_rejects_inconsistent_inputs(tmp_path):
     from dexter.reasoning import ReasoningError
 
     with pytest.raises(ReasoningError, match="classes"):
-        Auditor(world_prober(CFG), ["circle", "square"], SETTINGS, world_vocabulary(SyntheticWorldConfig(num_classes=3)))
+        Auditor(world_prober(CFG), ["circle", "square"], SETTINGS, world_vocabulary(SyntheticWorldConfig(classes=("circle", "square", "triangle"), colors=("red", "yellow", "purple"), backgrounds=("water", "land", "snow"), shortcuts={})))
     auditor = Auditor(world_prober(CFG), ["circle", "cross"], SETTINGS)
     d = write_class_dir(tmp_path / "dexter", 1, "square", ["land"], [[]])
     with pytest.raises(ReasoningError, match="'square' there but 'cross'"):
@@ -216,10 +216,10 @@ def test_stage_builds_the_prober_from_params(tmp_path, monkeypatch, tiny_sd, tin
     save_classifier(build_classifier("small_cnn", ("circle", "square"), 16, width=4), tmp_path / "outputs" / "erm")
     write_class_dir(tmp_path / "outputs" / "dexter", 0, "circle", ["water", "red"], [[], []])
     write_class_dir(tmp_path / "outputs" / "dexter", 1, "square", ["land"], [[]])
-    raw = {"dataset": "synthetic", "device": "cpu",
+    raw = {"dataset": "synthetic", "device": "cpu", "synthetic": {"preset": "small"},
            "models": {"world": {"stable_diffusion": str(tiny_sd), "bert": "none", "clip": str(tiny_clip)}},
            "dexter": {"inference_steps": 2},
-           "reasoning": {"verify": {"n_images": 4, "activation_images": 4, "caption_frames": 1, "batch_size": 16}}}
+           "reasoning": {"verify": {"enabled": True, "n_images": 4, "activation_images": 4, "caption_frames": 1, "batch_size": 16}}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     reason.run(parse_params(raw))
     v = json.loads((tmp_path / "outputs" / "reasoning" / "verification.json").read_text())

@@ -10,7 +10,7 @@ from verify_fakes import world_generator, world_prober
 from dexter.verify import Prober, diffusion_generator, image_seeds
 from dro.data.synthetic import SyntheticWorldConfig
 
-CFG = SyntheticWorldConfig(num_classes=2)
+CFG = SyntheticWorldConfig.from_preset("small")
 P1, P2 = "a picture of a red square on water", "a picture of a red square on land"
 
 

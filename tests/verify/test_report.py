@@ -17,7 +17,7 @@ from dexter.reasoning import reason_about_class  # noqa: E402
 from dexter.reasoning.audit import Auditor, VerifySettings  # noqa: E402
 from dro.data.synthetic import SyntheticWorldConfig  # noqa: E402
 
-CFG = SyntheticWorldConfig(num_classes=2)
+CFG = SyntheticWorldConfig.from_preset("small")
 
 
 class Backend:
@@ -46,7 +46,7 @@ def test_report_stage_renders_verdicts_and_writes_effects_csv(tmp_path, monkeypa
     (tmp_path / "results" / "metrics.json").write_text(json.dumps(
         {"methods": {"erm": {"worst_group_acc": 0.08, "avg_acc": 0.63}}}))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(
-        {"models": {"world": {"stable_diffusion": "s", "bert": "b", "clip": "c"}}}))
+        {"synthetic": {"preset": "small"}, "models": {"world": {"stable_diffusion": "s", "bert": "b", "clip": "c"}}}))
 
     from stages import report
 

@@ -11,8 +11,8 @@ from dexter.reasoning.audit import world_design
 from dexter.verify import design_from_template, verify_class
 from dro.data.synthetic import SyntheticWorldConfig, WorldSample, caption
 
-CFG2 = SyntheticWorldConfig(num_classes=2)
-CFG4 = SyntheticWorldConfig(num_classes=4)
+CFG2 = SyntheticWorldConfig.from_preset("small")
+CFG4 = SyntheticWorldConfig.from_preset("rich")
 
 
 def designs(cfg, class_index, words):
