@@ -68,8 +68,13 @@ def acceptance_checks(params, world_gates: dict, results: dict) -> list[Check]:
         return methods[method]["worst_group_acc"] if method in methods else None
 
     erm, oracle, dexter = wg("erm"), wg("groupdro_oracle"), wg("dro_dexter")
-    checks = [Check("world models pass their quality gates (metrics/world.json)",
-                    str(world_gates.get("passed", "missing")), "true", world_gates.get("passed") is True)]
+    # Two values per attribute (the small preset) make a quick check, not a benchmark: a random world word
+    # names the shortcut's kind half the time, so the ablation margin means nothing there, and its models
+    # were trained against the first, weaker gate (CLIP per kind, full-caption faithfulness on average).
+    quick = min(len(world.colors), len(world.backgrounds)) < 3
+    gate = "passed_basic" if quick else "passed"
+    checks = [Check(f"world models pass their quality gates (metrics/world.json: {gate})",
+                    str(world_gates.get(gate, "missing")), "true", world_gates.get(gate) is True)]
     discovery = results.get("discovery") or {}
     found = discovery.get("classes", {})
     planted = planted_classes(world)
@@ -87,7 +92,7 @@ def acceptance_checks(params, world_gates: dict, results: dict) -> list[Check]:
         if max(planted.values()) >= STRONG:
             checks.append(_at_most("ERM worst-group accuracy", erm, 0.50))
             ablations = [wg(m) for m in ("dro_classname", "dro_random") if m in methods]
-            if ablations:
+            if ablations and not quick:
                 checks.append(_at_least("DEXTER + DRO worst-group accuracy vs best ablation + 0.15", dexter,
                                         max(ablations) + 0.15))
     else:

@@ -40,6 +40,14 @@ def gates_passed(metrics: dict) -> bool:
                 and metrics["single_word_faithfulness_min"] >= FAITHFULNESS_TARGET)
 
 
+def basic_gates_passed(metrics: dict) -> bool:
+    """The first world's gate: CLIP >= 0.95 per attribute kind and full captions faithful >= 0.90 on average.
+
+    Kept for the small preset's models, which were trained against it (their one-word shapes come out right
+    0.82 of the time); :func:`gates_passed` is the gate a world must meet to be the benchmark."""
+    return bool(metrics["clip_accuracy_min"] >= CLIP_TARGET and metrics["faithfulness"] >= FAITHFULNESS_TARGET)
+
+
 def accuracy(pred: np.ndarray, true: np.ndarray) -> float:
     """Share of equal entries (NaN for no entries)."""
     pred, true = np.asarray(pred), np.asarray(true)
@@ -164,6 +172,7 @@ def run_gates(
         metrics[f"single_word_faithfulness_{ATTRIBUTES[k]}_{w}"] for k, _, w in words
     )
     metrics["passed"] = gates_passed(metrics)
+    metrics["passed_basic"] = basic_gates_passed(metrics)
     metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}
     metrics["samples"] = n
     log.info("world gates: %s", json.dumps(metrics))
