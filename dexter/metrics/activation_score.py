@@ -72,11 +72,10 @@ def activation_score(
     """-> (score in [0, 1], last image as PIL, mean activation). See the module docstring."""
     from PIL import Image
 
+    from dexter.activation_score import fresh_noise_batches
     from dexter.classifiers import as_feature_head_classifier, freeze_classifier, top_feature_neurons
     from dexter.outputs import save_frame
     from dexter.pipeline import resolve_device
-    from dexter.sampler import initial_latents, sample_images
-    from dexter.text import encode_prompts
 
     if not isinstance(prompt, str) or not prompt.strip():
         raise DexterInputError("prompt must be a non-empty string")
@@ -94,17 +93,11 @@ def activation_score(
 
         safety = load_safety_filter(sd, device=dev, dtype=comps.dtype)
     seed = 0 if seed is None else int(seed)
-    side = (latent_dim or comps.default_resolution) // comps.vae_scale_factor
-    shape = (int(comps.unet.config.in_channels), side, side)
-    cond = encode_prompts(comps.text_encoder, comps.tokenizer, [prompt])
-    uncond = encode_prompts(comps.text_encoder, comps.tokenizer, [""]) if guidance_scale > 1.0 else None
     out_dir = Path(save_images_to) if save_images_to else None
     correct, activation_sum, last = 0, 0.0, None
-    for start in range(0, n_images, batch_size):
-        seeds = list(range(seed + start, seed + min(start + batch_size, n_images)))
-        latents = initial_latents(seeds, shape, dev, comps.dtype)
-        images = sample_images(cond.expand(len(seeds), -1, -1), latents, comps.scheduler, comps.unet, comps.vae,
-                               diff_steps, guidance_scale, uncond, [s + 1_000_003 for s in seeds])
+    for seeds, images in fresh_noise_batches(comps, prompt, n_images, seed, batch_size, diff_steps,
+                                             guidance_scale, latent_dim):
+        start = seeds[0] - seed
         logits, features = clf(images.to(clf.head.weight.dtype))
         target = torch.full((len(seeds),), class_to_activate, device=logits.device)
         ce = torch.nn.functional.cross_entropy(logits.float(), target, reduction="none")
