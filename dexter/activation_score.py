@@ -1,4 +1,4 @@
-"""Activation score of a prompt (METHOD.md 1.5): the percentage of N generated images classified as the class.
+"""Activation score of a prompt (docs/METHOD.md 1.5): the percentage of N generated images classified as the class.
 
 Same generator setup as the optimisation (LCM, few steps, guidance as configured) but FRESH noise per image
 (seeds ``seed, seed+1, ...``), no gradients, the tokenised CLIP path. The paper uses N = 100.

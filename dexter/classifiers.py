@@ -5,7 +5,7 @@ Every supported classifier becomes a :class:`FeatureHeadClassifier` — the docu
     FeatureHeadClassifier(features=f, head=nn.Linear(F, C), preprocess=p, class_names=[...])
 
 with ``features(preprocess(x01))`` -> (N, F) penultimate activations and ``head(features)`` -> logits. The
-head's weight is what selects feature neurons without data (METHOD.md 1.3): the k units with the largest
+head's weight is what selects feature neurons without data (docs/METHOD.md 1.3): the k units with the largest
 weight to class c. Preprocessing must be differentiable (tensor resize + normalise): gradients flow
 through it into the generated image.
 

@@ -1,9 +1,9 @@
-"""The activation objective (METHOD.md 1.3): pure functions on logits and features.
+"""The activation objective (docs/METHOD.md 1.3): pure functions on logits and features.
 
 Per image: ``l_act(class neuron) = -log softmax(logits)[c]`` and ``l_act(feature neuron j) = -features[j]``.
 Single-word mode uses the class neuron; multi-word mode the class neuron plus the feature neurons, summed
 (L_act = sum_k l_act(n_k)). The neuron losses are returned separately because the mask pseudo-labels
-(METHOD.md 1.4) aggregate them per mask: :func:`mask_reference_neurons` says which neurons each mask owns.
+(docs/METHOD.md 1.4) aggregate them per mask: :func:`mask_reference_neurons` says which neurons each mask owns.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def activation_loss(losses: NeuronLosses, mode: str) -> torch.Tensor:
 
 
 def mask_reference_neurons(mode: str, num_masks: int, num_features: int) -> list[list[int]]:
-    """Columns of :meth:`NeuronLosses.per_neuron` each mask aggregates (N_i of METHOD.md 1.4).
+    """Columns of :meth:`NeuronLosses.per_neuron` each mask aggregates (N_i of docs/METHOD.md 1.4).
 
     Single: every mask <-> the class neuron. Multi: mask 1 <-> the class neuron, masks 2.. <-> feature
     neuron 1, 2, ... one each (a mask with no feature neuron left falls back to the class neuron).

@@ -46,7 +46,7 @@ STEP_NOISE = ("fresh", "fixed")
 
 @dataclass(frozen=True)
 class DexterConfig:
-    """Settings of the optimisation; defaults are the paper's (METHOD.md 1)."""
+    """Settings of the optimisation; defaults are the paper's (docs/METHOD.md 1)."""
 
     mode: str = "single"  # single | multi
     runs_per_class: int = 4

@@ -1,4 +1,4 @@
-"""Auxiliary mask pseudo-labels (METHOD.md 1.4): the rule that makes the soft prompt learn at all.
+"""Auxiliary mask pseudo-labels (docs/METHOD.md 1.4): the rule that makes the soft prompt learn at all.
 
 Each mask i keeps a pseudo-label y_i (a BERT token id or None) and, per word it has predicted, the history
 of its aggregated loss L_agg,i. The reference loss L_i is the MEAN of the current label's own history (+inf

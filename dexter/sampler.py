@@ -1,4 +1,4 @@
-"""Differentiable few-step sampling (METHOD.md 1.2): text features + fixed noise -> images in [0, 1].
+"""Differentiable few-step sampling (docs/METHOD.md 1.2): text features + fixed noise -> images in [0, 1].
 
 ``StableDiffusionPipeline.__call__`` runs under ``no_grad``, so the loop is our own: the scheduler is used
 only through its public ``set_timesteps`` / ``scale_model_input`` / ``step`` (any prediction type the

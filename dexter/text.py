@@ -1,4 +1,4 @@
-"""The text side of DEXTER (METHOD.md 1.1): soft prompt -> BERT -> Gumbel one-hot -> CLIP embeddings.
+"""The text side of DEXTER (docs/METHOD.md 1.1): soft prompt -> BERT -> Gumbel one-hot -> CLIP embeddings.
 
 Gradient path: CLIP text features <- spliced token embeddings <- ``o @ T`` (T = M @ E_clip, the translated
 table) <- straight-through Gumbel one-hot <- BERT logits at the masks <- soft prompt. The soft prompt is
@@ -25,7 +25,7 @@ TEMPLATES = {"single": SINGLE_TEMPLATE, "multi": MULTI_TEMPLATE}
 
 
 def init_soft_prompt(length: int, hidden: int, generator: torch.Generator) -> torch.Tensor:
-    """U(-1, 1) initialisation (METHOD.md 1.1), fp32, on the CPU (moved by the caller)."""
+    """U(-1, 1) initialisation (docs/METHOD.md 1.1), fp32, on the CPU (moved by the caller)."""
     return torch.rand(length, hidden, generator=generator) * 2 - 1
 
 

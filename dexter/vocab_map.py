@@ -1,4 +1,4 @@
-"""The BERT -> CLIP vocabulary translation (METHOD.md 1.1).
+"""The BERT -> CLIP vocabulary translation (docs/METHOD.md 1.1).
 
 A 0/1 matrix M (V_bert x V_clip): BERT token ``w`` maps to CLIP's whole-word token ``w</w>`` when CLIP has
 one; otherwise its row is empty and the word contributes nothing to the image. Each row has at most one 1,

@@ -185,7 +185,7 @@ def build_bert_word_tokenizer(
 ):
     """A WordPiece (BERT) tokenizer: [PAD] [UNK] [CLS] [SEP] [MASK] (ids 0-4), the words, punctuation, ``##`` pieces.
 
-    Punctuation and ``##`` pieces are there so that DEXTER's word filters (METHOD.md 1.4) have something to
+    Punctuation and ``##`` pieces are there so that DEXTER's word filters (docs/METHOD.md 1.4) have something to
     filter in tests and in the synthetic world. Each word must be one token (checked). ``save_dir`` as for
     :func:`build_clip_word_tokenizer`; a ``vocab.txt`` is written beside ``tokenizer.json`` too.
     """

@@ -1,4 +1,4 @@
-"""Worst-group and average accuracy (METHOD.md section 5): pure functions of predictions, labels, groups.
+"""Worst-group and average accuracy (docs/METHOD.md section 5): pure functions of predictions, labels, groups.
 
 Average accuracy has two conventions and users ask which one a number uses, so every result carries
 its convention:
@@ -25,7 +25,7 @@ CONVENTION_TEXT = {
 
 
 def convention_for(dataset: str) -> Convention:
-    """The average-accuracy convention METHOD.md section 5 prescribes for a dataset."""
+    """The average-accuracy convention docs/METHOD.md section 5 prescribes for a dataset."""
     return "train_weighted" if dataset == "waterbirds" else "plain"
 
 

@@ -1,6 +1,6 @@
 """Group DRO (Sagawa et al., ICLR 2020) as a loss object with explicit state, plus ERM and a balanced sampler.
 
-METHOD.md section 4, per batch:
+docs/METHOD.md section 4, per batch:
 
 1. ``l_g``: mean per-sample loss of group g in the batch. A group absent from the batch has
    ``l_g = 0`` (as in the reference code: its weight then only moves through the adjustment term and
@@ -9,7 +9,7 @@ METHOD.md section 4, per batch:
    ``n_g = 0`` never occur and get no adjustment), optionally normalised to sum 1.
 3. ``q_g <- q_g * exp(eta * a_g)``, renormalised (``q`` starts uniform).
 4. robust loss ``= sum_g q_g * l_g`` with the NEW ``q`` and the UNADJUSTED ``l_g``. (The reference
-   code adds the adjustment in place and so back-propagates the adjusted losses; METHOD.md follows
+   code adds the adjustment in place and so back-propagates the adjusted losses; docs/METHOD.md follows
    the paper's definition instead.)
 """
 

@@ -1,4 +1,4 @@
-"""Results files other tools read: ``metrics.json``, ``table.md`` (METHOD.md section 6 layout), plot data
+"""Results files other tools read: ``metrics.json``, ``table.md`` (docs/METHOD.md section 6 layout), plot data
 (``group_acc.csv``, ``curves.csv``).
 
 ``metrics.json``: ``methods.<name>.worst_group_acc`` / ``.avg_acc`` (fractions in [0, 1], mean over
@@ -17,7 +17,7 @@ from pathlib import Path
 from dro.evaluate import CONVENTION_TEXT, aggregate_seeds
 from dro.io import atomic_write_json, atomic_write_text
 
-# Row labels and the "data" / "true groups" columns of METHOD.md section 6.
+# Row labels and the "data" / "true groups" columns of docs/METHOD.md section 6.
 ROWS = {
     "erm": ("ERM", "yes", "no"),
     "groupdro_oracle": ("GroupDRO", "yes", "yes"),

@@ -1,4 +1,4 @@
-"""CLIP zero-shot pseudo-group labelling (METHOD.md section 3, the B2T protocol DEXTER follows).
+"""CLIP zero-shot pseudo-group labelling (docs/METHOD.md section 3, the B2T protocol DEXTER follows).
 
 A text prototype of a phrase (or of a set of phrases) is the normalised mean of the normalised CLIP
 text embeddings of ``template(class_template(phrase))`` over all templates and class templates.

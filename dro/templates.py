@@ -1,4 +1,4 @@
-"""Text templates for zero-shot slice labelling (METHOD.md section 3).
+"""Text templates for zero-shot slice labelling (docs/METHOD.md section 3).
 
 A text for CLIP is ``template.format(class_template.format(keyword))``. B2T (followed by DEXTER) uses
 the 80 CLIP ImageNet templates with per-dataset class templates. The synthetic world's CLIP only knows

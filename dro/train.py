@@ -44,7 +44,7 @@ BEST = "best.safetensors"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of one training run (METHOD.md section 4 for the DRO part)."""
+    """Hyper-parameters of one training run (docs/METHOD.md section 4 for the DRO part)."""
 
     method: Literal["erm", "group_dro"]
     epochs: int

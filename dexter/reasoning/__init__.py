@@ -1,6 +1,6 @@
 """Reasoning: from DEXTER's frames and keywords to a bias report and pseudo-slice attributes.
 
-METHOD.md section 2. Per class: captions of the frames DEXTER kept (a VLM, or CLIP retrieval over a
+docs/METHOD.md section 2. Per class: captions of the frames DEXTER kept (a VLM, or CLIP retrieval over a
 phrase bank offline), a Markdown report with four sections (an LLM, or keyword/caption statistics
 offline) and ``attributes.json``, the short phrases the CLIP slice-labelling stage uses. With an
 :class:`~dexter.reasoning.audit.Auditor` (the classifier answering DEXTER's generator) the frames are

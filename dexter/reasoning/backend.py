@@ -50,7 +50,7 @@ class ReasoningBackend(Protocol):
         ...
 
     def report(self, evidence: Evidence) -> str:
-        """A Markdown report with the four sections of METHOD.md section 2 (:data:`REPORT_SECTIONS`)."""
+        """A Markdown report with the four sections of docs/METHOD.md section 2 (:data:`REPORT_SECTIONS`)."""
         ...
 
     def attributes(self, evidence: Evidence, report: str) -> tuple[list[str], str]:

@@ -195,7 +195,7 @@ class ChatClient:
 
 
 class OpenAIBackend:
-    """Captions by a VLM, the report and the attributes by an LLM (METHOD.md section 2)."""
+    """Captions by a VLM, the report and the attributes by an LLM (docs/METHOD.md section 2)."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""CelebA in torchvision's layout and in the common Kaggle CSV variant (METHOD.md section 5).
+"""CelebA in torchvision's layout and in the common Kaggle CSV variant (docs/METHOD.md section 5).
 
 torchvision layout (``root/`` or ``root/celeba/``)::
 

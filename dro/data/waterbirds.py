@@ -1,4 +1,4 @@
-"""Waterbirds in its official on-disk layout (METHOD.md section 5).
+"""Waterbirds in its official on-disk layout (docs/METHOD.md section 5).
 
 ``waterbird_complete95_forest2water2/`` holds the images (``<species folder>/<file>.jpg``) and
 ``metadata.csv`` with the columns img_id, img_filename, y (1 = waterbird), split (0 train, 1 val,

@@ -1,4 +1,4 @@
-"""The ``dexter`` section: prompt optimisation settings (METHOD.md section 1). Owned by the DEXTER core.
+"""The ``dexter`` section: prompt optimisation settings (docs/METHOD.md section 1). Owned by the DEXTER core.
 
 Defaults are the paper's slice-discovery settings (single word, 4 runs of at most 1,000 steps, lr 0.1,
 early stop after 3 consecutive hits, LCM 4 steps, guidance 1.0, 1 image per step).

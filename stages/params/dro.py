@@ -1,4 +1,4 @@
-"""The ``labelling`` and ``dro`` sections (METHOD.md sections 3-5). Owned by dro."""
+"""The ``labelling`` and ``dro`` sections (docs/METHOD.md sections 3-5). Owned by dro."""
 
 from __future__ import annotations
 

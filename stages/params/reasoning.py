@@ -1,4 +1,4 @@
-"""The ``reasoning`` section: captions, reports and attributes (METHOD.md section 2). Owned by reasoning.
+"""The ``reasoning`` section: captions, reports and attributes (docs/METHOD.md section 2). Owned by reasoning.
 
 The API key is NEVER a param: only the NAME of the environment variable that holds it is.
 """

@@ -1,4 +1,4 @@
-"""Worst-group and average accuracy on hand-made predictions (METHOD.md section 5)."""
+"""Worst-group and average accuracy on hand-made predictions (docs/METHOD.md section 5)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Group DRO weights and loss against values worked out by hand (METHOD.md section 4)."""
+"""Group DRO weights and loss against values worked out by hand (docs/METHOD.md section 4)."""
 
 import math
 
