@@ -253,6 +253,8 @@ def run(params, dexter_dir: Path = DEXTER_DIR, out_dir: Path = REASONING_DIR, cl
         summary["classes"][d.name] = {"class_name": attrs["class_name"], "attributes": attrs["attributes"],
                                       "verdict": attrs["verdict"], "alternatives": attrs["alternatives"],
                                       "written_by": attrs["written_by"]}
+        if not params.reasoning.verify.enabled:
+            continue  # nothing was measured (a file left by an earlier, verified run is stale)
         v = json.loads((out_dir / d.name / VERIFICATION_FILE).read_text())
         verification["classes"][d.name] = {k: v[k] for k in ("class_index", "class_name", "verdict", "verified",
                                                              "decisions", "alternatives", "tested", "skipped", "effects", "cost",

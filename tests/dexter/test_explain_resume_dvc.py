@@ -53,6 +53,8 @@ def workspace(tmp_path) -> Path:
     for name in ("stages", "dexter", "dro"):
         shutil.copytree(REPO / name, ws / name, ignore=ignore)
     shutil.copytree(WORLD, ws / "data" / "world", ignore=ignore)
+    (ws / "data" / "world4").mkdir()  # a dependency in dvc.yaml; the small preset does not read it
+    (ws / "data" / "world4" / "README").write_text("not used by the small preset\n")
     shutil.copy(REPO / "dvc.yaml", ws / "dvc.yaml")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["device"] = "cpu"

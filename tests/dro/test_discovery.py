@@ -102,6 +102,7 @@ def _params(**synthetic):
     from stages.params import parse_params
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["synthetic"]["preset"] = None  # the rich world params.yaml spells out (the default is the small preset)
     raw["synthetic"].update(synthetic)
     return parse_params(copy.deepcopy(raw))
 
@@ -143,7 +144,7 @@ def test_default_world_acceptance():
     assert "DEXTER + DRO worst-group accuracy vs best ablation + 0.15" in failed
     assert "the audit names circle's shortcut background=water" in failed
     assert "labelling F1 of square's bias-conflicting slice (train)" in failed
-    assert "world models pass their quality gates (metrics/world.json)" in failed
+    assert "world models pass their quality gates (metrics/world.json: passed)" in failed
 
 
 def test_no_shortcut_world_gets_the_checks_that_make_sense():
@@ -153,7 +154,7 @@ def test_no_shortcut_world_gets_the_checks_that_make_sense():
     world = params.synthetic.world_config()
     checks = acceptance_checks(params, {"passed": True}, _results({**GOOD, "erm": 0.9}, _discovery(world)))
     assert _failed(checks) == [] and {c.name for c in checks} == {
-        "world models pass their quality gates (metrics/world.json)",
+        "world models pass their quality gates (metrics/world.json: passed)",
         "no class reported biased (no planted shortcut)",
         "DEXTER + DRO worst-group accuracy vs ERM - 0.05 (no shortcut)"}
     fp = acceptance_checks(params, {"passed": True},
@@ -180,5 +181,8 @@ def test_small_preset_keeps_its_checks():
 
     params = _params(preset="small")
     world = params.synthetic.world_config()
-    checks = acceptance_checks(params, {"passed": True}, _results(GOOD, _discovery(world)))
-    assert _failed(checks) == [] and len(checks) == 1 + 2 + 2 * 2 + 2
+    # a quick check, not a benchmark: the first world's basic gate, and no ablation margin (with two values
+    # per attribute a random word names the shortcut's kind half the time)
+    checks = acceptance_checks(params, {"passed": False, "passed_basic": True}, _results(GOOD, _discovery(world)))
+    assert _failed(checks) == [] and len(checks) == 1 + 2 + 2 * 2 + 1
+    assert "DEXTER + DRO worst-group accuracy vs best ablation + 0.15" not in {c.name for c in checks}

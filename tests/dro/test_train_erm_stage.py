@@ -30,7 +30,7 @@ def project(tmp_path, monkeypatch):
     make_world(Path("data/prepared"), sizes={"train": 200, "val": 40, "test": 80})
     Path("params.yaml").write_text(yaml.safe_dump({
         "dataset": "synthetic", "device": "cpu",
-        "synthetic": {"image_size": 16, "train": {"arch": "small_cnn", "image_size": 16, "batch_size": 64,
+        "synthetic": {"preset": "small", "image_size": 16, "train": {"arch": "small_cnn", "image_size": 16, "batch_size": 64,
                                                   "optimizer": "adam", "lr": 0.003, "epochs": 2}},
         "models": {"world": {"stable_diffusion": "x", "bert": "x", "clip": "x"}},
     }))
@@ -79,6 +79,8 @@ def test_dvc_repro_force_retrains(project):
     for name in ("stages", "dexter", "dro"):
         shutil.copytree(REPO / name, project / name, ignore=ignore)
     shutil.copytree(REPO / "data" / "world", project / "data" / "world", ignore=ignore)
+    (project / "data" / "world4").mkdir()  # a dependency in dvc.yaml; the small preset does not read it
+    (project / "data" / "world4" / "README").write_text("not used by the small preset\n")
     shutil.copy(REPO / "dvc.yaml", project / "dvc.yaml")
     shutil.rmtree(project / "data" / "prepared")
     params = yaml.safe_load((REPO / "params.yaml").read_text())

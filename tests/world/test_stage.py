@@ -37,7 +37,7 @@ def test_prepare_refuses_values_the_world_models_never_saw(tmp_path, monkeypatch
     (world / "world.json").write_text(json.dumps({"num_classes": 2, "image_size": 32, "shapes": ["circle", "square"],
                                                   "colors": ["red", "yellow"], "backgrounds": ["water", "land"]}))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["synthetic"].update(classes=["circle", "square"], colors=["red", "purple"], backgrounds=["water", "land"],
+    params["synthetic"].update(preset=None, classes=["circle", "square"], colors=["red", "purple"], backgrounds=["water", "land"],
                                shortcuts={"circle": None, "square": None}, models="mine")
     params["models"]["mine"] = {"stable_diffusion": str(world / "sd"), "bert": str(world / "bert"),
                                 "clip": str(world / "clip")}
