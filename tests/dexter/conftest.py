@@ -11,6 +11,17 @@ def _one_thread():
     torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="module")
+def erm_dir(tmp_path_factory):
+    """A classifier in the pipeline's own format (dro.models), 2 classes, 16 px."""
+    from dro.models import build_classifier, save_classifier
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("erm")
+    save_classifier(build_classifier("small_cnn", ("circle", "square"), 16, width=4), d)
+    return d
+
+
 @pytest.fixture(scope="session")
 def model_set(tmp_path_factory) -> dict:
     """SD (16 px, 8x8 latents) + LCM-style LoRA + BERT + CLIP, tiny and random, saved to disk."""

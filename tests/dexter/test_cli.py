@@ -8,19 +8,6 @@ import pytest
 from dexter.cli import main
 
 
-@pytest.fixture(scope="module")
-def erm_dir(tmp_path_factory):
-    """A classifier in the pipeline's own format (dro.models), 2 classes."""
-    import torch
-
-    from dro.models import build_classifier, save_classifier
-
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("erm")
-    save_classifier(build_classifier("small_cnn", ("circle", "square"), 16, width=4), d)
-    return d
-
-
 def _common(model_set, erm_dir):
     return ["--classifier-dir", str(erm_dir), "--sd", model_set["stable_diffusion"], "--lora",
             model_set["lcm_lora"], "--device", "cpu"]

@@ -12,16 +12,6 @@ import torch
 README = Path(__file__).resolve().parents[2] / "dexter" / "README.md"
 
 
-@pytest.fixture(scope="module")
-def erm_dir(tmp_path_factory):
-    from dro.models import build_classifier, save_classifier
-
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("erm")
-    save_classifier(build_classifier("small_cnn", ("circle", "square"), 16, width=4), d)
-    return d
-
-
 def _example(marker: str) -> str:
     """The python block of dexter/README.md that contains ``marker`` (the original README's examples)."""
     blocks = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S) if marker in b]
