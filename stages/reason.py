@@ -79,7 +79,6 @@ def verify_settings(params):
 
     v = params.reasoning.verify
     return VerifySettings(n_images=v.n_images, alpha=v.alpha, min_effect=v.min_effect,
-                          min_effect_alone=v.min_effect_alone,
                           activation_images=v.activation_images, caption_frames=v.caption_frames,
                           max_flip_classes=v.max_flip_classes, max_alternatives=v.max_alternatives)
 
@@ -105,7 +104,26 @@ def build_prober(params, classifier_dir: Path):
     def classify(images):
         return clf(images.to(clf.head.weight.dtype))
 
-    return Prober(generate, classify, clf.num_classes, batch_size=v.batch_size)
+    return Prober(generate, classify, clf.num_classes, batch_size=v.batch_size, judge=build_judge(params))
+
+
+def judge_clip(params) -> str | None:
+    v = params.reasoning.verify
+    return (v.judge_clip or params.model_set.clip) if v.judge else None
+
+
+def build_judge(params):
+    """CLIP zero-shot judge of generated images (None when ``reasoning.verify.judge`` is off)."""
+    from dexter.reasoning.offline import ClipEmbedder
+    from dexter.verify.judge import ZeroShotJudge
+
+    clip = judge_clip(params)
+    if clip is None:
+        return None
+    embedder = ClipEmbedder(clip, device=str(resolve_device(params.device)), batch_size=params.reasoning.verify.batch_size)
+    # the world's CLIP was trained on "a picture of a {word}."; real CLIP models read photos
+    template = "a picture of a {}." if params.dataset == "synthetic" else "a photo of a {}."
+    return ZeroShotJudge(embedder.embed_pixels, embedder.embed_texts, template)
 
 
 def generator_fingerprint(params, classifier_dir: Path) -> dict:
@@ -118,7 +136,7 @@ def generator_fingerprint(params, classifier_dir: Path) -> dict:
     return {"stable_diffusion": models.stable_diffusion, "lcm_lora": models.lcm_lora,
             "inference_steps": section.inference_steps, "guidance_scale": section.guidance_scale,
             "resolution": section.resolution, "dtype": section.dtype, "device": params.device,
-            "classifier": h.hexdigest()}
+            "classifier": h.hexdigest(), "judge_clip": judge_clip(params)}
 
 
 def backend_settings(params) -> tuple[str, dict]:

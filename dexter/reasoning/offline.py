@@ -80,6 +80,18 @@ class ClipEmbedder:
                 out.append(_unit(feats.float().cpu().numpy()))
         return np.concatenate(out)
 
+    def embed_pixels(self, images) -> np.ndarray:
+        """Unit-norm embeddings of a (N, 3, H, W) tensor in [0, 1] (generated images, never written to disk)."""
+        out = []
+        with self._torch.inference_mode():
+            for i in range(0, len(images), self.batch_size):
+                batch = images[i : i + self.batch_size].detach().float().clamp(0, 1).cpu()
+                pixels = self.processor.image_processor(images=list(batch), do_rescale=False,
+                                                        return_tensors="pt")["pixel_values"]
+                feats = self.model.get_image_features(pixel_values=pixels.to(self.device, self.model.dtype)).pooler_output
+                out.append(_unit(feats.float().cpu().numpy()))
+        return np.concatenate(out)
+
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)

@@ -31,25 +31,24 @@ def verdict_sentence(v: dict) -> str:
     effects = _by_attribute(v)
     decisions = v.get("decisions", {})
     if v["verdict"] == "biased":
-        parts = [f"\"{a}\" ({'; '.join(_effect_phrase(e) for e in effects[a].values())}; decided by "
-                 f"{decisions.get(a, 'both tests')})" for a in v["verified"]]
+        parts = [f"\"{a}\" ({'; '.join(_effect_phrase(e) for e in effects[a].values())}; passed: "
+                 f"{decisions.get(a, 'flip or drop')})" for a in v["verified"]]
         return (f"**Biased.** The classifier's answer for \"{name}\" depends on " + ", ".join(parts)
-                + f": with the attribute, images of other classes are called \"{name}\" more often (flip) and/or "
-                "the class's own images keep the class more often (drop) than with its alternatives, significantly "
-                f"(Holm-adjusted p < {s['alpha']:g}) and by at least {s['min_effect']:g}; a test decides alone only "
-                "when the other cannot show such an effect (saturated) and its whole interval is above "
-                f"{s.get('min_effect_alone', s['min_effect']):g}.")
+                + f": with the attribute, images of other classes are called \"{name}\" more often (flip) or "
+                "the class's own images keep the class more often (drop) than with EACH of its alternatives, "
+                f"significantly (Holm-adjusted p < {s['alpha']:g}) and by at least {s['min_effect']:g}.")
     if not effects:
         return (f"**No evidence of a shortcut.** No DEXTER keyword of \"{name}\" names an attribute that could be "
                 "tested, so no bias claim is made.")
     return (f"**No evidence of a shortcut.** None of the tested keywords ({', '.join(effects)}) changes the "
             f"classifier's answer for \"{name}\" significantly (Holm-adjusted p < {s['alpha']:g}) by at least "
-            f"{s['min_effect']:g} in both the flip and the drop test.")
+            f"{s['min_effect']:g} against every alternative, in the flip or the drop test.")
 
 
 def verification_table(v: dict) -> list[str]:
-    rows = ["| attribute | kind | test | rate with | rate with alternatives | effect | interval | p | p (Holm) | test result "
-            "| verified |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| attribute | kind | test | rate with | closest alternative: rate | effect | interval | p | p (Holm) "
+            "| pooled effect | set aside | test result | verified |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     verified = set(v["verified"])
     for a, by_kind in _by_attribute(v).items():
         kind = v["tested"].get(a, {}).get("kind", "")
@@ -57,16 +56,21 @@ def verification_table(v: dict) -> list[str]:
             e = by_kind.get(k)
             if e is None:
                 continue
-            rows.append(f"| {a} | {kind} | {k} | {e['hits_with']}/{e['n_with']} ({e['rate_with']:.0%}) | "
+            closest = e.get("closest_alternative") or "all alternatives"
+            aside = e.get("set_aside_with", 0) + e.get("set_aside_without", 0)
+            rows.append(f"| {a} | {kind} | {k} | {e['hits_with']}/{e['n_with']} ({e['rate_with']:.0%}) | {closest}: "
                         f"{e['hits_without']}/{e['n_without']} ({e['rate_without']:.0%}) | {e['effect']:+.2f} | "
                         f"[{e['ci_low']:+.2f}, {e['ci_high']:+.2f}] | {e['p_value']:.2g} | {e['p_adjusted']:.2g} | "
-                        f"{_result(e)} | {'yes' if a in verified else 'no'} |")
+                        f"{e.get('pooled_effect', e['effect']):+.2f} | {aside} | {_result(e)} | "
+                        f"{'yes' if a in verified else 'no'} |")
     return rows
 
 
 def _result(e: dict) -> str:
     if e.get("passed"):
         return "passed"
+    if not e.get("testable", True):
+        return "untestable (no image left on a side)"
     return "saturated" if e.get("saturated") else "failed"
 
 
@@ -80,9 +84,9 @@ def verification_section(v: dict, activation: dict | None = None) -> str:
                   f"\"{v['class_name']}\" with the attribute minus with its alternatives; **drop** = the same for the "
                   f"class's own images. One-sided Fisher exact test, Holm correction over the {len(v['effects'])} "
                   f"tests of the class, {s['confidence']:.0%} Newcombe intervals. A test passes when significant and at least "
-                  f"{s['min_effect']:g}; a shortcut must pass both, or pass one with its whole interval above "
-                  f"{s.get('min_effect_alone', s['min_effect']):g} while the other is saturated (its rate without the attribute is already above "
-                  f"{1 - s['min_effect']:g}).", ""]
+                  f"{s['min_effect']:g} against every alternative (the effect, interval and rate shown are those of the "
+                  "closest alternative; the smallest effect); a shortcut passes either test. Images the CLIP judge "
+                  "found not to show their prompt's class and value are not counted (\"set aside\").", ""]
         lines += verification_table(v) + [""]
         alts = [f"{a} vs {', '.join(t['alternatives'])}" for a, t in v["tested"].items()]
         lines += ["Alternatives: " + "; ".join(alts) + ".", ""]

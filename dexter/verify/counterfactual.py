@@ -37,6 +37,7 @@ class PromptOutcomes:
 
     labels: np.ndarray  # (n,) arg-max class per image
     probs: np.ndarray  # (n, C) softmax probabilities
+    embeddings: np.ndarray | None = None  # (n, D) the judge's image embeddings, when the prober has a judge
 
     def hits(self, class_index: int) -> int:
         return int((self.labels == class_index).sum())
@@ -54,14 +55,17 @@ class Prober:
 
     ``generate`` makes the images (:func:`diffusion_generator` for a Stable Diffusion model; tests pass a
     renderer); ``classifier`` maps [0, 1] images to logits or to ``(logits, features)``. The first
-    ``keep_images`` images of every prompt are kept (uint8) for grids and caption frames.
+    ``keep_images`` images of every prompt are kept (uint8) for grids and caption frames. With a ``judge``
+    (:class:`dexter.verify.judge.ZeroShotJudge`) every image is also embedded once, so comparisons can count
+    only the images that show what their prompt asks for.
     """
 
     def __init__(self, generate: Generate, classifier: Callable, num_classes: int, *, batch_size: int = 32,
-                 keep_images: int = 4) -> None:
+                 keep_images: int = 4, judge=None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self._generate, self._classifier = generate, classifier
+        self._generate, self._classifier, self.judge = generate, classifier, judge
+        self._embeddings: dict[str, list[np.ndarray]] = {}
         self.num_classes, self.batch_size, self.keep_images = num_classes, batch_size, keep_images
         self._labels: dict[str, list[int]] = {}
         self._probs: dict[str, list[np.ndarray]] = {}
@@ -76,8 +80,9 @@ class Prober:
         jobs = [(p, i) for p in dict.fromkeys(prompts) for i in range(len(self._labels.get(p, ())), n)]
         for start in range(0, len(jobs), self.batch_size):
             self._run(jobs[start : start + self.batch_size])
-        return {p: PromptOutcomes(np.array(self._labels[p][:n], dtype=np.int64),
-                                  np.stack(self._probs[p][:n])) for p in dict.fromkeys(prompts)}
+        return {p: PromptOutcomes(np.array(self._labels[p][:n], dtype=np.int64), np.stack(self._probs[p][:n]),
+                                  np.stack(self._embeddings[p][:n]) if self.judge is not None else None)
+                for p in dict.fromkeys(prompts)}
 
     def images(self, prompt: str, indices: Sequence[int]) -> list[np.ndarray]:
         """Images ``indices`` of ``prompt`` as (H, W, 3) uint8 arrays: kept ones reused, others regenerated.
@@ -104,15 +109,18 @@ class Prober:
             out = self._classifier(images)
             logits = out[0] if isinstance(out, tuple) else out
             probs = torch.softmax(logits.float(), -1).cpu().numpy()
+            embeddings = np.asarray(self.judge.embed_images(images)) if self.judge is not None else None
         if probs.shape != (len(jobs), self.num_classes):
             raise ValueError(f"classifier returned {tuple(probs.shape)} for {len(jobs)} images of "
                              f"{self.num_classes} classes")
-        for (prompt, index), row, image in zip(jobs, probs, images):
+        for j, ((prompt, index), row, image) in enumerate(zip(jobs, probs, images)):
             labels = self._labels.setdefault(prompt, [])
             if index != len(labels):  # jobs are generated in index order per prompt
                 raise RuntimeError(f"image {index} of {prompt!r} out of order")
             labels.append(int(row.argmax()))
             self._probs.setdefault(prompt, []).append(row)
+            if embeddings is not None:
+                self._embeddings.setdefault(prompt, []).append(embeddings[j])
             if index < self.keep_images:
                 self._kept.setdefault(prompt, []).append(_to_uint8(image))
         self.images_generated += len(jobs)

@@ -8,32 +8,33 @@ comparisons are measured, each on content that stays fixed while only the attrib
 - **drop**: images of ``c`` itself with ``a`` versus with the alternatives; the rate is again the share
   called ``c``. A shortcut is *needed*: without it, ``c``'s own images lose the class.
 
-Both effects are "rate with ``a``" minus "rate with the alternatives" (one-sided: a shortcut raises it).
-A test PASSES when it is significant after Holm's correction over every test of the class AND its effect
-is at least ``min_effect``. An attribute is verified only when both tests pass, except that a test whose
-rate without the attribute is already above ``1 - min_effect`` cannot show an effect that large
-(*saturated*: say the classifier recognises every circle whatever the background); then the other test
-decides alone and must be conclusive: its whole interval at or above ``min_effect_alone`` (larger than
-``min_effect``). That stricter bar matters because a saturated drop test is what an UNBIASED class looks
-like (its own images are recognised anyway): a classifier trained without any shortcut still shifts a
-little with the background on generated images (+0.12 to +0.16 measured on the default world at
-correlation 0.5), which must not be enough to call a class biased.
+Each effect is "rate with ``a``" minus "rate with an alternative", measured against EVERY alternative
+separately; the test's effect is the smallest of them, its p-value the largest (an intersection-union
+test: "``a`` raises the rate above each alternative" is claimed only when every one of those claims holds,
+which needs no correction over the alternatives). Why the smallest and not the pooled difference: the
+alternatives may include ANOTHER class's shortcut. If squares are called circles on water, a triangle's
+drop test for "snow" pooled over water, land and sand shows triangles "needing" snow, although they only
+lose to circle on water; against land and sand alone nothing changes, and the smallest effect says so.
 
-Why both: an interaction (red squares on water look like circles to the classifier, yellow ones do not)
-makes "red" raise circle's flip rate exactly as much as it makes "water" raise it; only the drop test
-tells them apart (circles need water, not red), and the reverse holds for a colour that only matters for
-the class's own images. A main effect of the attribute shows in both tests; an artefact of one
-configuration shows in one.
+A test PASSES when it is significant after Holm's correction over every test of the class and its effect
+is at least ``min_effect``. An attribute is verified when EITHER test passes: a shortcut can be learnt in
+one direction only (a model that calls circles on land squares needs no squares on water to be called
+circles), and each direction alone is a dependence of the classifier on the attribute. With a judge
+(:mod:`dexter.verify.judge`), only images that show their prompt's class and value are counted, so a
+generator that draws one value badly does not pass for a classifier that needs another.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import product
 from typing import Literal
 
+import numpy as np
+
 from dexter.verify.counterfactual import Prober
+from dexter.verify.judge import Claim
 from dexter.verify.stats import Comparison, holm
 
 Kind = Literal["flip", "drop"]
@@ -58,6 +59,8 @@ class AttributeDesign:
     alternatives: tuple[str, ...]
     flip: tuple[ContentRow, ...]  # content of the other classes
     drop: tuple[ContentRow, ...]  # content of the class itself
+    # prompt -> what it claims the image shows (content class, tested value), checked by the prober's judge
+    claims: Mapping[str, tuple[Claim, ...]] = field(default_factory=dict)
 
     def prompts(self) -> list[str]:
         return list(dict.fromkeys(p for row in (*self.flip, *self.drop) for p in (row.with_prompt, *row.without_prompts)))
@@ -92,22 +95,32 @@ def design_from_template(
         if "{" + needed + "}" not in template:
             raise ValueError(f"template {template!r} lacks the slot {{{needed}}}")
     others = [k for k in range(len(class_names)) if k != class_index] if flip_classes is None else list(flip_classes)
+    values = (attribute, *alternatives)
+    claims: dict[str, tuple[Claim, ...]] = {}
 
     def rows(classes: Sequence[int]) -> tuple[ContentRow, ...]:
         out = []
         for k, ctx in product(classes, contexts):
             fields = {**ctx, CLASS_SLOT: class_names[k]}
             label = class_names[k] + (f" ({', '.join(ctx.values())})" if ctx else "")
-            out.append(ContentRow(label, fill(template, **fields, **{slot: attribute}),
-                                  tuple(fill(template, **fields, **{slot: b}) for b in alternatives)))
+            prompts = [fill(template, **fields, **{slot: v}) for v in values]
+            for prompt, v in zip(prompts, values):
+                claims[prompt] = (Claim(class_names[k], tuple(class_names)), Claim(v, values))
+            out.append(ContentRow(label, prompts[0], tuple(prompts[1:])))
         return tuple(out)
 
-    return AttributeDesign(attribute, kind, alternatives, rows(others), rows([class_index]))
+    flip, drop = rows(others), rows([class_index])
+    return AttributeDesign(attribute, kind, alternatives, flip, drop, claims)
 
 
 @dataclass(frozen=True)
 class Effect:
-    """One measured comparison (the ``effects`` entries of attributes.json)."""
+    """One test of one attribute (the ``effects`` entries of verification.json).
+
+    ``effect``, its interval and the ``*_without`` counts are those of the alternative closest to the
+    attribute (the smallest effect: the one the decision rests on); ``p_value`` is the largest of the
+    per-alternative p-values; ``pooled_effect`` compares with all alternatives together (for reading only).
+    """
 
     attribute: str
     kind: Kind
@@ -116,16 +129,22 @@ class Effect:
     ci_high: float
     p_value: float
     p_adjusted: float
-    n: int  # images in the comparison (both sides)
+    n: int  # images counted in the test (with the attribute and with every alternative)
     significant: bool  # p_adjusted < alpha (size is judged separately, by min_effect)
     passed: bool  # significant and effect >= min_effect
-    saturated: bool  # rate without the attribute > 1 - min_effect: this test cannot show a large effect
+    saturated: bool  # rate with the closest alternative > 1 - min_effect: this test cannot show a large effect
     rate_with: float
     rate_without: float
     hits_with: int
     n_with: int
     hits_without: int
     n_without: int
+    closest_alternative: str = ""
+    pooled_effect: float = 0.0
+    per_alternative: dict[str, float] = field(default_factory=dict)  # alternative -> effect against it
+    set_aside_with: int = 0  # images the judge found not to show their prompt (not counted above)
+    set_aside_without: int = 0
+    testable: bool = True  # False: the judge left no image on some side, so nothing was compared
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -141,7 +160,6 @@ class ClassVerification:
     min_effect: float
     n_images: int  # per prompt
     confidence: float
-    min_effect_alone: float = 0.25  # what one test must clear with its whole interval when the other is saturated
     effects: list[Effect] = field(default_factory=list)
     designs: list[AttributeDesign] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # keyword -> why it was not tested
@@ -155,20 +173,13 @@ class ClassVerification:
 
     @property
     def verified(self) -> list[str]:
-        """Attributes whose flip and drop tests both pass, or one passes conclusively and the other is saturated."""
+        """Attributes whose flip or drop test passes."""
         return [d.attribute for d in self.designs if self.decision(d.attribute) != "not verified"]
 
     def decision(self, attribute: str) -> str:
-        """"both tests" / "one test (the other saturated)" / "not verified"."""
-        pair = list(self.effects_of(attribute).values())
-        if len(pair) != 2:
-            return "not verified"
-        if all(e.passed for e in pair):
-            return "both tests"
-        passed = [e for e in pair if e.passed]
-        if len(passed) == 1 and all(e.passed or e.saturated for e in pair) and passed[0].ci_low >= self.min_effect_alone:
-            return f"{passed[0].kind} test alone ({'drop' if passed[0].kind == 'flip' else 'flip'} saturated)"
-        return "not verified"
+        """Which tests passed: "flip and drop" / "flip" / "drop" / "not verified"."""
+        passed = [k for k, e in self.effects_of(attribute).items() if e.passed]
+        return " and ".join(sorted(passed, key=("flip", "drop").index)) if passed else "not verified"
 
     @property
     def verdict(self) -> Literal["biased", "no_evidence"]:
@@ -192,21 +203,47 @@ class ClassVerification:
             "tested": {d.attribute: {"kind": d.kind, "alternatives": list(d.alternatives)} for d in self.designs},
             "skipped": dict(self.skipped),
             "effects": [e.as_dict() for e in self.effects],
-            "settings": {"alpha": self.alpha, "min_effect": self.min_effect,
-                         "min_effect_alone": self.min_effect_alone, "n_images": self.n_images,
-                         "confidence": self.confidence, "correction": "holm", "test": "fisher exact, one-sided",
-                         "interval": "newcombe hybrid score"},
+            "settings": {"alpha": self.alpha, "min_effect": self.min_effect, "n_images": self.n_images,
+                         "confidence": self.confidence, "correction": "holm",
+                         "test": "fisher exact, one-sided, against every alternative (intersection-union)",
+                         "interval": "newcombe hybrid score", "rule": "flip or drop"},
             "cost": {"images_used": self.images_used, "images_generated": self.images_generated,
                      "seconds": round(self.seconds, 2)},
         }
 
 
-def _comparison(rows: Sequence[ContentRow], outcomes, class_index: int) -> Comparison:
-    hw = sum(outcomes[r.with_prompt].hits(class_index) for r in rows)
-    nw = sum(len(outcomes[r.with_prompt].labels) for r in rows)
-    ho = sum(outcomes[p].hits(class_index) for r in rows for p in r.without_prompts)
-    no = sum(len(outcomes[p].labels) for r in rows for p in r.without_prompts)
-    return Comparison(hw, nw, ho, no)
+def _counts(prompts: Sequence[str], outcomes, class_index: int, keep) -> tuple[int, int, int]:
+    """(hits, images counted, images the judge set aside) over ``prompts``."""
+    hits = n = dropped = 0
+    for p in prompts:
+        o = outcomes[p]
+        mask = keep(p, o)
+        hits += int((o.labels[mask] == class_index).sum())
+        n += int(mask.sum())
+        dropped += int((~mask).sum())
+    return hits, n, dropped
+
+
+def _measure(attribute: str, kind: Kind, alternatives: Sequence[str], rows: Sequence[ContentRow], outcomes,
+             class_index: int, keep) -> tuple[Effect, list[Comparison] | None]:
+    """The test's counts against every alternative; the Effect is completed after Holm (see verify_class)."""
+    hw, nw, aside_w = _counts([r.with_prompt for r in rows], outcomes, class_index, keep)
+    per_alt = [_counts([r.without_prompts[j] for r in rows], outcomes, class_index, keep)
+               for j in range(len(alternatives))]
+    aside_o = sum(a for _, _, a in per_alt)
+    ho, no = sum(h for h, _, _ in per_alt), sum(n for _, n, _ in per_alt)
+    if not nw or any(n == 0 for _, n, _ in per_alt):  # nothing left to compare on some side
+        return Effect(attribute, kind, 0.0, -1.0, 1.0, 1.0, 1.0, nw + no, False, False, False, 0.0, 0.0, hw, nw,
+                      ho, no, "", 0.0, {}, aside_w, aside_o, testable=False), None
+    comparisons = [Comparison(hw, nw, h, n) for h, n, _ in per_alt]
+    pooled = Comparison(hw, nw, ho, no)
+    j = min(range(len(comparisons)), key=lambda i: (comparisons[i].effect, -comparisons[i].p_value()))
+    c = comparisons[j]
+    effect = Effect(attribute, kind, c.effect, 0.0, 0.0, max(x.p_value() for x in comparisons), 1.0, nw + no,
+                    False, False, False, c.rate_with, c.rate_without, c.hits_with, c.n_with, c.hits_without,
+                    c.n_without, alternatives[j], pooled.effect,
+                    {a: x.effect for a, x in zip(alternatives, comparisons)}, aside_w, aside_o)
+    return effect, comparisons
 
 
 def verify_class(
@@ -217,35 +254,42 @@ def verify_class(
     *,
     n_images: int,
     alpha: float = 0.05,
-    min_effect: float = 0.1,
-    min_effect_alone: float = 0.25,
+    min_effect: float = 0.15,
     skipped: Mapping[str, str] | None = None,
 ) -> ClassVerification:
     """Generate (or reuse) ``n_images`` per prompt of every design, measure flip and drop, apply Holm."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    if not 0 <= min_effect <= min_effect_alone <= 1:
-        raise ValueError(f"need 0 <= min_effect <= min_effect_alone <= 1, got {min_effect} and {min_effect_alone}")
+    if not 0 <= min_effect <= 1:
+        raise ValueError(f"min_effect must be in [0, 1], got {min_effect}")
     for d in designs:
         if not d.flip or not d.drop:
             raise ValueError(f"attribute {d.attribute!r}: a design needs flip and drop content")
-    result = ClassVerification(class_index, class_name, alpha, min_effect, n_images, 1 - alpha, min_effect_alone,
+    result = ClassVerification(class_index, class_name, alpha, min_effect, n_images, 1 - alpha,
                                designs=list(designs), skipped=dict(skipped or {}))
     if not designs:
         return result
     generated, seconds = prober.images_generated, prober.seconds
     prompts = list(dict.fromkeys(p for d in designs for p in d.prompts()))
     outcomes = prober.outcomes(prompts, n_images)
-    comparisons = [(d.attribute, kind, _comparison(rows, outcomes, class_index))
-                   for d in designs for kind, rows in (("flip", d.flip), ("drop", d.drop))]
-    p_values = [c.p_value() for _, _, c in comparisons]
-    for (attribute, kind, c), p, p_adj in zip(comparisons, p_values, holm(p_values)):
-        low, high = c.interval(1 - alpha)
-        significant = p_adj < alpha
-        result.effects.append(Effect(attribute, kind, c.effect, low, high, p, p_adj, c.n_with + c.n_without,
-                                     significant, significant and c.effect >= min_effect,
-                                     c.rate_without > 1 - min_effect, c.rate_with, c.rate_without, c.hits_with,
-                                     c.n_with, c.hits_without, c.n_without))
+    claims = {p: c for d in designs for p, c in d.claims.items()}
+    judge = getattr(prober, "judge", None)
+
+    def keep(prompt: str, o) -> np.ndarray:
+        if judge is None or not claims.get(prompt):
+            return np.ones(len(o.labels), dtype=bool)
+        return judge.agrees(o.embeddings, claims[prompt])
+
+    measured = [_measure(d.attribute, kind, d.alternatives, rows, outcomes, class_index, keep)
+                for d in designs for kind, rows in (("flip", d.flip), ("drop", d.drop))]
+    p_values = [e.p_value for e, _ in measured]
+    for (e, comparisons), p_adj in zip(measured, holm(p_values)):
+        if comparisons is not None:
+            low, high = Comparison(e.hits_with, e.n_with, e.hits_without, e.n_without).interval(1 - alpha)
+            significant = p_adj < alpha
+            e = replace(e, ci_low=low, ci_high=high, p_adjusted=p_adj, significant=significant,
+                        passed=significant and e.effect >= min_effect, saturated=e.rate_without > 1 - min_effect)
+        result.effects.append(e)
     result.images_used = len(prompts) * n_images
     result.images_generated = prober.images_generated - generated
     result.seconds = prober.seconds - seconds

@@ -42,14 +42,15 @@ def build_scheduler():
     )
 
 
-def build_unet(latent_size: int, cross_attention_dim: int, channels: tuple[int, int] = (32, 64)):
+def build_unet(latent_size: int, cross_attention_dim: int, channels: tuple[int, int] = (32, 64),
+               latent_channels: int = 4):
     """A small UNet2DConditionModel with cross-attention at every level (about 1 M parameters)."""
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
         sample_size=latent_size,
-        in_channels=4,
-        out_channels=4,
+        in_channels=latent_channels,
+        out_channels=latent_channels,
         down_block_types=("CrossAttnDownBlock2D",) * len(channels),
         up_block_types=("CrossAttnUpBlock2D",) * len(channels),
         block_out_channels=channels,

@@ -81,7 +81,8 @@ def _vae(out, work, settings, cfg, samples, images) -> bool:
         return False
     vae, losses = train_vae(
         images, settings.vae_steps, settings.vae_batch, settings.vae_lr, seed=phase_seed(settings.seed, "vae"),
-        vae=_seeded(lambda: build_vae(image_size=settings.image_size), settings.seed, "vae-init"),
+        vae=_seeded(lambda: build_vae(image_size=settings.image_size, latent_channels=settings.vae_latent_channels),
+                    settings.seed, "vae-init"),
     )
     factor = set_scaling_factor(vae, encode_latents(vae, images))
     vae.save_pretrained(path)
@@ -160,8 +161,8 @@ def _sd(out, work, settings, cfg, samples, images) -> bool:
     latents = encode_latents(vae, images) * vae.config.scaling_factor
     scheduler = build_scheduler()
     text_encoder = _seeded(lambda: build_text_encoder(tok), settings.seed, "text-encoder-init")
-    unet = _seeded(lambda: build_unet(latents.shape[-1], text_encoder.config.hidden_size), settings.seed,
-                   "unet-init")
+    unet = _seeded(lambda: build_unet(latents.shape[-1], text_encoder.config.hidden_size,
+                                      latent_channels=latents.shape[1]), settings.seed, "unet-init")
     ckpt_dir = work / "unet_ckpt"
     start, opt_state = 0, None
     if (ckpt_dir / "state.pt").exists():

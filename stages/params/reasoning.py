@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from stages.params.base import Section
 
@@ -34,22 +34,19 @@ class VerifySection(Section):
     enabled: bool = False
     n_images: int = Field(32, ge=1)  # fresh-noise images per counterfactual prompt
     alpha: float = Field(0.05, gt=0, lt=1)  # family-wise error rate per class (Holm over its tests)
-    min_effect: float = Field(0.1, ge=0, le=1)  # smallest flip AND drop effect reported as a shortcut
-    # when one test is saturated (no room for min_effect), the other decides alone: its whole interval must
-    # clear this (an unbiased classifier still shifts ~0.15 with the background on generated images)
-    min_effect_alone: float = Field(0.25, ge=0, le=1)
+    # smallest flip or drop effect, against EVERY alternative, reported as a shortcut (an unbiased classifier
+    # still shifts ~0.15 with the background on generated images, pooled over the alternatives)
+    min_effect: float = Field(0.15, ge=0, le=1)
     seed: int = 0  # noise of image i is seeded by (seed, i), independent of DEXTER's optimisation noise
+    # count only images that CLIP zero-shot agrees show their prompt's class and tested value, so a generator
+    # that draws one value badly is not mistaken for a classifier that needs another (dexter/verify/judge.py)
+    judge: bool = True
+    judge_clip: str | None = None  # the judge's CLIP (hub id or folder); null: the labelling CLIP (models.clip)
     batch_size: int = Field(64, ge=1)  # images per generator call (no gradients are kept)
     activation_images: int = Field(32, ge=1)  # images per prompt for activation scores (the paper: 100)
     caption_frames: int = Field(4, ge=0)  # fresh-noise frames per DEXTER run that are captioned
     max_flip_classes: int = Field(8, ge=1)  # other classes whose images the flip test uses
     max_alternatives: int = Field(4, ge=1)  # alternatives per attribute on real data
-
-    @model_validator(mode="after")
-    def _thresholds(self) -> VerifySection:
-        if self.min_effect_alone < self.min_effect:
-            raise ValueError("min_effect_alone must be at least min_effect")
-        return self
 
 
 class ReasoningSection(Section):

@@ -120,8 +120,11 @@ def test_stage_offline_with_tiny_clip(tmp_path, monkeypatch, tiny_clip):
     assert len(captions) == 2 and set(captions.values()) <= bank
     assert all(k.startswith("frames/") for k in captions)  # fresh-noise frames, not DEXTER's
     verification = json.loads((tmp_path / "outputs" / "reasoning" / "verification.json").read_text())
-    assert verification["biased_classes"] == ["circle"]
-    assert verification["classes"]["001_square"]["verdict"] == "no_evidence"
+    # water makes squares circles (circle: flip); with two backgrounds, squares need land to stay squares
+    # (square: drop): the same dependence seen from each class
+    assert verification["biased_classes"] == ["circle", "square"]
+    assert verification["classes"]["000_circle"]["decisions"] == {"water": "flip"}
+    assert verification["classes"]["001_square"]["decisions"] == {"land": "drop"}
 
     # a class DEXTER no longer produces disappears from the reasoning outputs too
     import shutil

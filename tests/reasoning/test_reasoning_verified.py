@@ -227,7 +227,8 @@ def test_stage_builds_the_prober_from_params(tmp_path, monkeypatch, tiny_sd, tin
     circle = v["classes"]["000_circle"]
     assert set(circle["tested"]) == {"water", "red"} and len(circle["effects"]) == 4
     assert circle["cost_total"]["images_generated"] >= 2 * 4  # the runs' prompts, then the counterfactuals
-    assert all(e["n"] == 2 * 2 * 4 for e in circle["effects"])  # 2 contexts x (with, 1 alternative) x 4 images
+    # 2 contexts x (with, 1 alternative) x 4 images, each counted or set aside by the (tiny, random) CLIP judge
+    assert all(e["n"] + e["set_aside_with"] + e["set_aside_without"] == 2 * 2 * 4 for e in circle["effects"])
 
 
 def test_table_prober_counts():

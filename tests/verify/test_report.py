@@ -38,7 +38,7 @@ def test_report_stage_renders_verdicts_and_writes_effects_csv(tmp_path, monkeypa
     dexter = tmp_path / "outputs" / "dexter"
     auditor = Auditor(world_prober(CFG, {0: ("background", 0)}), CFG.shapes,
                       VerifySettings(n_images=8, activation_images=8, caption_frames=2), world_vocabulary(CFG))
-    for c, name, kws in [(0, "circle", ["water", "yellow"]), (1, "square", ["land"])]:
+    for c, name, kws in [(0, "circle", ["water", "yellow"]), (1, "square", ["yellow"])]:
         d = write_class_dir(dexter, c, name, kws, [[solid((40, 80, 170), seed=i) for i in range(2)] for _ in kws])
         reason_about_class(d, tmp_path / "outputs" / "reasoning" / d.name, Backend(), auditor)
     (tmp_path / "results").mkdir()
@@ -68,6 +68,6 @@ def test_report_stage_renders_verdicts_and_writes_effects_csv(tmp_path, monkeypa
     rows = list(csv.DictReader((tmp_path / "results" / "effects.csv").open()))
     assert {(r["class"], r["attribute"], r["test"]) for r in rows} == {
         ("circle", "water", "flip"), ("circle", "water", "drop"), ("circle", "yellow", "flip"),
-        ("circle", "yellow", "drop"), ("square", "land", "flip"), ("square", "land", "drop")}
+        ("circle", "yellow", "drop"), ("square", "yellow", "flip"), ("square", "yellow", "drop")}
     assert {r["verified"] for r in rows if r["attribute"] == "water"} == {"True"}
     assert json.loads((tmp_path / "results" / "keywords.json").read_text())["circle"] == ["water", "yellow"]
