@@ -78,7 +78,7 @@ def verify_settings(params):
     from dexter.reasoning.audit import VerifySettings
 
     v = params.reasoning.verify
-    return VerifySettings(n_images=v.n_images, alpha=v.alpha, min_effect=v.min_effect,
+    return VerifySettings(n_images=v.n_images, alpha=v.alpha, min_effect=v.min_effect, min_recognition=v.min_recognition,
                           activation_images=v.activation_images, caption_frames=v.caption_frames,
                           max_flip_classes=v.max_flip_classes, max_alternatives=v.max_alternatives)
 

@@ -78,6 +78,7 @@ class VerifySettings:
     n_images: int = 32  # images per counterfactual prompt
     alpha: float = 0.05  # family-wise error rate per class (Holm)
     min_effect: float = 0.15  # smallest flip or drop effect (against every alternative) that counts as a shortcut
+    min_recognition: float = 0.5  # a content counts when the classifier recognises it under some value this often
     activation_images: int = 32  # images per prompt for activation scores and caption frames
     caption_frames: int = 4  # fresh-noise frames captioned per DEXTER run
     max_flip_classes: int = 8  # other classes whose images are used for the flip test
@@ -226,7 +227,7 @@ class Auditor:
                 designs.append(design)
         log.info("class %r: testing %s; not testing %s", inputs.class_name, [d.attribute for d in designs], skipped)
         return verify_class(self.prober, designs, c, inputs.class_name, n_images=s.n_images, alpha=s.alpha,
-                            min_effect=s.min_effect, skipped=skipped)
+                            min_effect=s.min_effect, min_recognition=s.min_recognition, skipped=skipped)
 
     def _backend_design(self, backend, class_index: int, word: str, flip: Sequence[int]) -> AttributeDesign | str:
         proposal = backend.counterfactuals(self.class_names[class_index], word, self.class_names)

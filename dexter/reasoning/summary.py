@@ -58,6 +58,8 @@ def verification_table(v: dict) -> list[str]:
                 continue
             closest = e.get("closest_alternative") or "all alternatives"
             aside = e.get("set_aside_with", 0) + e.get("set_aside_without", 0)
+            if e.get("rows_out_of_domain"):
+                aside = f"{aside}; out of domain: {', '.join(e['rows_out_of_domain'])}"
             rows.append(f"| {a} | {kind} | {k} | {e['hits_with']}/{e['n_with']} ({e['rate_with']:.0%}) | {closest}: "
                         f"{e['hits_without']}/{e['n_without']} ({e['rate_without']:.0%}) | {e['effect']:+.2f} | "
                         f"[{e['ci_low']:+.2f}, {e['ci_high']:+.2f}] | {e['p_value']:.2g} | {e['p_adjusted']:.2g} | "
@@ -86,7 +88,9 @@ def verification_section(v: dict, activation: dict | None = None) -> str:
                   f"tests of the class, {s['confidence']:.0%} Newcombe intervals. A test passes when significant and at least "
                   f"{s['min_effect']:g} against every alternative (the effect, interval and rate shown are those of the "
                   "closest alternative; the smallest effect); a shortcut passes either test. Images the CLIP judge "
-                  "found not to show their prompt's class and value are not counted (\"set aside\").", ""]
+                  "found not to show their prompt's class and value are not counted (\"set aside\"), nor are contents "
+                  f"the classifier recognises in less than {s.get('min_recognition', 0):.0%} of the images of every one "
+                  "of their prompts (\"out of domain\": its answers there say nothing about a shortcut).", ""]
         lines += verification_table(v) + [""]
         alts = [f"{a} vs {', '.join(t['alternatives'])}" for a, t in v["tested"].items()]
         lines += ["Alternatives: " + "; ".join(alts) + ".", ""]

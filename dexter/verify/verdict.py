@@ -48,6 +48,7 @@ class ContentRow:
     content: str
     with_prompt: str
     without_prompts: tuple[str, ...]
+    content_class: int = -1  # the class the content shows (-1: unknown, no domain check)
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def design_from_template(
             prompts = [fill(template, **fields, **{slot: v}) for v in values]
             for prompt, v in zip(prompts, values):
                 claims[prompt] = (Claim(class_names[k], tuple(class_names)), Claim(v, values))
-            out.append(ContentRow(label, prompts[0], tuple(prompts[1:])))
+            out.append(ContentRow(label, prompts[0], tuple(prompts[1:]), k))
         return tuple(out)
 
     flip, drop = rows(others), rows([class_index])
@@ -144,7 +145,8 @@ class Effect:
     per_alternative: dict[str, float] = field(default_factory=dict)  # alternative -> effect against it
     set_aside_with: int = 0  # images the judge found not to show their prompt (not counted above)
     set_aside_without: int = 0
-    testable: bool = True  # False: the judge left no image on some side, so nothing was compared
+    rows_out_of_domain: tuple[str, ...] = ()  # contents the classifier recognises under no value (not counted)
+    testable: bool = True  # False: no row or no image left on some side, so nothing was compared
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -160,6 +162,7 @@ class ClassVerification:
     min_effect: float
     n_images: int  # per prompt
     confidence: float
+    min_recognition: float = 0.5
     effects: list[Effect] = field(default_factory=list)
     designs: list[AttributeDesign] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # keyword -> why it was not tested
@@ -203,7 +206,8 @@ class ClassVerification:
             "tested": {d.attribute: {"kind": d.kind, "alternatives": list(d.alternatives)} for d in self.designs},
             "skipped": dict(self.skipped),
             "effects": [e.as_dict() for e in self.effects],
-            "settings": {"alpha": self.alpha, "min_effect": self.min_effect, "n_images": self.n_images,
+            "settings": {"alpha": self.alpha, "min_effect": self.min_effect, "min_recognition": self.min_recognition,
+                         "n_images": self.n_images,
                          "confidence": self.confidence, "correction": "holm",
                          "test": "fisher exact, one-sided, against every alternative (intersection-union)",
                          "interval": "newcombe hybrid score", "rule": "flip or drop"},
@@ -224,9 +228,31 @@ def _counts(prompts: Sequence[str], outcomes, class_index: int, keep) -> tuple[i
     return hits, n, dropped
 
 
+def _recognised(row: ContentRow, outcomes, keep, min_recognition: float) -> bool:
+    """Whether the classifier calls the row's content its own class in at least ``min_recognition`` of the
+    counted images of SOME prompt of the row (with the attribute or one alternative).
+
+    Why: the test reads the classifier's answers on generated images. A content it never recognises, under
+    any value, is outside what it learnt (the generator's images differ from its training images, measured
+    on the small world: a classifier perfect on real test images called 0-31% of generated circles circles
+    while CLIP saw circles in 95-100%); its answers there say nothing about a shortcut. A shortcut's own
+    effect leaves the content recognised under at least one value (the shortcut's).
+    """
+    if row.content_class < 0:
+        return True
+    for p in (row.with_prompt, *row.without_prompts):
+        o = outcomes[p]
+        mask = keep(p, o)
+        if mask.any() and (o.labels[mask] == row.content_class).mean() >= min_recognition:
+            return True
+    return False
+
+
 def _measure(attribute: str, kind: Kind, alternatives: Sequence[str], rows: Sequence[ContentRow], outcomes,
-             class_index: int, keep) -> tuple[Effect, list[Comparison] | None]:
+             class_index: int, keep, min_recognition: float) -> tuple[Effect, list[Comparison] | None]:
     """The test's counts against every alternative; the Effect is completed after Holm (see verify_class)."""
+    out_of_domain = tuple(r.content for r in rows if not _recognised(r, outcomes, keep, min_recognition))
+    rows = [r for r in rows if r.content not in out_of_domain]
     hw, nw, aside_w = _counts([r.with_prompt for r in rows], outcomes, class_index, keep)
     per_alt = [_counts([r.without_prompts[j] for r in rows], outcomes, class_index, keep)
                for j in range(len(alternatives))]
@@ -234,7 +260,7 @@ def _measure(attribute: str, kind: Kind, alternatives: Sequence[str], rows: Sequ
     ho, no = sum(h for h, _, _ in per_alt), sum(n for _, n, _ in per_alt)
     if not nw or any(n == 0 for _, n, _ in per_alt):  # nothing left to compare on some side
         return Effect(attribute, kind, 0.0, -1.0, 1.0, 1.0, 1.0, nw + no, False, False, False, 0.0, 0.0, hw, nw,
-                      ho, no, "", 0.0, {}, aside_w, aside_o, testable=False), None
+                      ho, no, "", 0.0, {}, aside_w, aside_o, out_of_domain, testable=False), None
     comparisons = [Comparison(hw, nw, h, n) for h, n, _ in per_alt]
     pooled = Comparison(hw, nw, ho, no)
     j = min(range(len(comparisons)), key=lambda i: (comparisons[i].effect, -comparisons[i].p_value()))
@@ -242,7 +268,7 @@ def _measure(attribute: str, kind: Kind, alternatives: Sequence[str], rows: Sequ
     effect = Effect(attribute, kind, c.effect, 0.0, 0.0, max(x.p_value() for x in comparisons), 1.0, nw + no,
                     False, False, False, c.rate_with, c.rate_without, c.hits_with, c.n_with, c.hits_without,
                     c.n_without, alternatives[j], pooled.effect,
-                    {a: x.effect for a, x in zip(alternatives, comparisons)}, aside_w, aside_o)
+                    {a: x.effect for a, x in zip(alternatives, comparisons)}, aside_w, aside_o, out_of_domain)
     return effect, comparisons
 
 
@@ -255,6 +281,7 @@ def verify_class(
     n_images: int,
     alpha: float = 0.05,
     min_effect: float = 0.15,
+    min_recognition: float = 0.5,
     skipped: Mapping[str, str] | None = None,
 ) -> ClassVerification:
     """Generate (or reuse) ``n_images`` per prompt of every design, measure flip and drop, apply Holm."""
@@ -262,10 +289,12 @@ def verify_class(
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if not 0 <= min_effect <= 1:
         raise ValueError(f"min_effect must be in [0, 1], got {min_effect}")
+    if not 0 <= min_recognition <= 1:
+        raise ValueError(f"min_recognition must be in [0, 1], got {min_recognition}")
     for d in designs:
         if not d.flip or not d.drop:
             raise ValueError(f"attribute {d.attribute!r}: a design needs flip and drop content")
-    result = ClassVerification(class_index, class_name, alpha, min_effect, n_images, 1 - alpha,
+    result = ClassVerification(class_index, class_name, alpha, min_effect, n_images, 1 - alpha, min_recognition,
                                designs=list(designs), skipped=dict(skipped or {}))
     if not designs:
         return result
@@ -280,7 +309,7 @@ def verify_class(
             return np.ones(len(o.labels), dtype=bool)
         return judge.agrees(o.embeddings, claims[prompt])
 
-    measured = [_measure(d.attribute, kind, d.alternatives, rows, outcomes, class_index, keep)
+    measured = [_measure(d.attribute, kind, d.alternatives, rows, outcomes, class_index, keep, min_recognition)
                 for d in designs for kind, rows in (("flip", d.flip), ("drop", d.drop))]
     p_values = [e.p_value for e, _ in measured]
     for (e, comparisons), p_adj in zip(measured, holm(p_values)):

@@ -28,15 +28,16 @@ class VerifySection(Section):
     answers are cached per prompt, so the cost is bounded by that product times ``n_images``.
     """
 
-    # Off by default for now: on the small world the both-tests rule rejects a real shortcut when the
-    # audited model has partly learnt the shape (circle/water: drop +0.34, flip 0). Off = the backend's
-    # proposal is handed on and every output says UNVERIFIED.
-    enabled: bool = False
+    # off: the backend's proposal is handed on, and every output says UNVERIFIED
+    enabled: bool = True
     n_images: int = Field(32, ge=1)  # fresh-noise images per counterfactual prompt
     alpha: float = Field(0.05, gt=0, lt=1)  # family-wise error rate per class (Holm over its tests)
     # smallest flip or drop effect, against EVERY alternative, reported as a shortcut (an unbiased classifier
     # still shifts ~0.15 with the background on generated images, pooled over the alternatives)
     min_effect: float = Field(0.15, ge=0, le=1)
+    # a content (say "a red square on ...") counts only if the classifier calls it its class in this share of
+    # the images of at least one of its prompts: otherwise the generated images are outside what it learnt
+    min_recognition: float = Field(0.5, ge=0, le=1)
     seed: int = 0  # noise of image i is seeded by (seed, i), independent of DEXTER's optimisation noise
     # count only images that CLIP zero-shot agrees show their prompt's class and tested value, so a generator
     # that draws one value badly is not mistaken for a classifier that needs another (dexter/verify/judge.py)

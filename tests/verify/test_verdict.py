@@ -131,18 +131,35 @@ def test_design_from_template_rows_and_errors():
 
 def test_the_shift_of_an_unbiased_classifier_is_not_a_shortcut():
     """Measured on the no-shortcut world's classifier (correlation 0.5): it calls most generated circles "square",
-    a little more on land (98%) than on water (86%), and every square a square. The flip effect is significant
-    but +0.12, under the default min_effect, however many images are generated."""
+    a little more on land (98%) than on water (86%), and every square a square. Generated circles are outside what
+    it learnt (it never calls more than 14% of them circles, under any background), so the flip test for square
+    has no row to read; with the domain check off, the flip effect is significant but +0.12, under min_effect,
+    however many images are generated."""
     called_square = {("circle", 0, "land"): 32, ("circle", 1, "land"): 31, ("circle", 0, "water"): 28,
                      ("circle", 1, "water"): 27, **{("square", c, b): 32 for c in range(2) for b in ("land", "water")}}
     rates = {caption(CFG2, WorldSample(CFG2.shapes.index(s), c, CFG2.backgrounds.index(b), 0)): {1: k / 32}
              for (s, c, b), k in called_square.items()}  # 63/64 vs 55/64 as measured
     v = verify_class(TableProber(rates, 2), designs(CFG2, 1, ["land"]), 1, "square", n_images=32)
     flip, drop = v.effects_of("land")["flip"], v.effects_of("land")["drop"]
-    assert flip.significant and flip.effect == pytest.approx(0.125) and drop.saturated
-    assert v.verdict == "no_evidence" and v.decision("land") == "not verified"
-    big = verify_class(TableProber(rates, 2), designs(CFG2, 1, ["land"]), 1, "square", n_images=3200)
+    assert not flip.testable and flip.rows_out_of_domain == ("circle (red)", "circle (yellow)")
+    assert drop.saturated and v.verdict == "no_evidence" and v.decision("land") == "not verified"
+    unchecked = verify_class(TableProber(rates, 2), designs(CFG2, 1, ["land"]), 1, "square", n_images=32,
+                             min_recognition=0.0)
+    flip = unchecked.effects_of("land")["flip"]
+    assert flip.significant and flip.effect == pytest.approx(0.125) and unchecked.verdict == "no_evidence"
+    big = verify_class(TableProber(rates, 2), designs(CFG2, 1, ["land"]), 1, "square", n_images=3200,
+                       min_recognition=0.0)
     assert big.effects_of("land")["flip"].ci_low > 0.1 and big.verdict == "no_evidence"
+
+
+def test_contents_the_classifier_never_recognises_are_not_read():
+    """A classifier that calls every generated circle a square, more so on land: no circle row is read."""
+    rates = {caption(CFG2, WorldSample(s, c, b, 0)): {1: 1.0 if (s == 1 or b == 1) else 0.7}
+             for s, c, b in product(range(2), range(2), range(2))}
+    v = verify_class(TableProber(rates, 2), designs(CFG2, 1, ["land"]), 1, "square", n_images=32)
+    assert v.verdict == "no_evidence" and not v.effects_of("land")["flip"].testable
+    assert verify_class(TableProber(rates, 2), designs(CFG2, 1, ["land"]), 1, "square", n_images=32,
+                        min_recognition=0.0).verified == ["land"]  # +0.3 without the check
 
 
 def test_decisions_say_which_tests_decided():
