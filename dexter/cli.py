@@ -28,6 +28,7 @@ import os
 import sys
 from pathlib import Path
 
+from common.errors import UserInputError
 from dexter.presets import PRESETS
 
 DEFAULT_SD = "CompVis/stable-diffusion-v1-4"
@@ -36,7 +37,7 @@ DEFAULT_BERT = "google-bert/bert-base-uncased"
 ROBUST50_CHECKPOINT = "checkpoints/robust_resnet50.pth"  # where the original code reads it
 
 
-class CliError(Exception):
+class CliError(UserInputError):
     """A user error: printed as one line, exit status 2."""
 
 
@@ -132,7 +133,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="classifier input: 'original' = the original code's setting (ImageNet V1 weights, "
                    "Resize(256) of the whole image, 224 for vit_b_16, no crop); 'torchvision' = the weights' own "
                    "recipe (DEFAULT weights, resize + centre crop); auto = original for robust50/resnet50/vit_b_16")
-    g.add_argument("--classifier-dir", help="a classifier trained by this pipeline (dro.models format)")
+    g.add_argument("--classifier-dir", help="a classifier trained by this pipeline (common.classifier format)")
     g.add_argument("--class-names", help="text file, one class name per line (overrides the weights' names)")
     m = p.add_argument_group("generator models (hub id or local directory)")
     m.add_argument("--sd", default=DEFAULT_SD, help="Stable Diffusion v1.x")
@@ -248,13 +249,12 @@ def _check_classifier_args(args: argparse.Namespace) -> None:
 
 def _check_device(args: argparse.Namespace):
     """The device, resolved now: a CUDA device on a machine without CUDA is an error before anything loads."""
-    from dexter.errors import DexterInputError
-    from dexter.pipeline import resolve_device
+    from common.device import DeviceError, resolve_device
 
     try:
         return resolve_device(args.device)
-    except DexterInputError as err:
-        raise CliError(f"--device: {err}") from None
+    except DeviceError as err:
+        raise CliError(f"--{err}") from None
 
 
 def _load_classifier(args: argparse.Namespace):
@@ -265,7 +265,7 @@ def _load_classifier(args: argparse.Namespace):
         names = [line.strip() for line in Path(args.class_names).read_text().splitlines() if line.strip()]
     try:
         if args.classifier_dir:
-            from dro.models import ModelError, load_classifier  # the pipeline's own classifiers
+            from common.classifier import ModelError, load_classifier  # the pipeline's own classifiers
 
             try:
                 clf = wrap_pipeline_classifier(load_classifier(args.classifier_dir))
@@ -410,7 +410,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     result["classifier_input"] = clf.info
     print(json.dumps(result, indent=2))
     if args.out:
-        from dro.io import atomic_write_json
+        from common.io import atomic_write_json
 
         atomic_write_json(args.out, result)
     return 0

@@ -40,7 +40,6 @@ from dexter.sampler import initial_latents, sample_images
 from dexter.text import TEMPLATES, TextSide, gumbel_straight_through, init_soft_prompt
 from dexter.vocab_map import VocabMap
 
-
 STEP_NOISE = ("fresh", "fixed")
 
 
@@ -377,7 +376,7 @@ def explain_classes(
     ``{class_index: keywords.json path}``. ``run_info`` is added to every run's config.json (model specs,
     classifier); it must not hold secrets.
     """
-    from dro.progress import progress_bar
+    from common.progress import progress_bar
 
     cfg = models.config
     names = list(class_names) if class_names is not None else models.classifier.class_names

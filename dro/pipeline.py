@@ -31,23 +31,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.classifier import Classifier, build_classifier, load_classifier, save_classifier
+from common.clip import ClipEncoder, cached_image_embeddings, dataset_key
+from common.io import atomic_write_json, atomic_writer
 from dro.data import GroupImageDataset
 from dro.evaluate import Convention, evaluate_predictions
-from dro.io import atomic_write_json, atomic_writer
+from dro.labelling_quality import aligned_values_by_lift, labelling_quality, true_conflicting
 from dro.last_layer import feature_source, new_head, with_head
-from dro.models import Classifier, build_classifier, load_classifier, save_classifier
-from dro.slices import (
-    ClassSlices,
-    ClipEncoder,
-    aligned_values_by_lift,
-    assign_with_alternatives,
-    cached_image_embeddings,
-    class_prototypes,
-    dataset_key,
-    labelling_quality,
-    pseudo_group_names,
-    true_conflicting,
-)
+from dro.slices import ClassSlices, assign_with_alternatives, class_prototypes, pseudo_group_names
 from dro.sources import image_source, predict
 from dro.train import SplitData, TrainConfig, TrainResult, train
 

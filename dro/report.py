@@ -14,8 +14,8 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
+from common.io import atomic_write_json, atomic_write_text
 from dro.evaluate import CONVENTION_TEXT, aggregate_seeds
-from dro.io import atomic_write_json, atomic_write_text
 
 # Row labels and the "data" / "true groups" columns of docs/METHOD.md section 6.
 ROWS = {

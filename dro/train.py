@@ -32,10 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.fingerprint import code_digest, json_digest, module_dir
+from common.io import atomic_write_json, atomic_writer
+from common.progress import progress_bar
 from dro.evaluate import group_accuracies, worst_group_accuracy
 from dro.group_dro import ERMLoss, GroupDROLoss, epoch_order
-from dro.io import atomic_write_json, atomic_writer
-from dro.progress import progress_bar
 from dro.sources import InputSource, predict
 
 LAST = "last.pt"
@@ -114,13 +115,15 @@ def _hash_module(module: nn.Module) -> str:
 
 def _code_version() -> str:
     """Hash of the code that can change a run: every module of the ``dro`` package (trainer, losses,
-    sources, image decoding and geometry, models, selection metrics) and torch's version (its kernels).
-    A fixed bug must not resume a checkpoint made with the bug."""
-    root = Path(__file__).resolve().parent
-    h = hashlib.sha256(torch.__version__.encode())
-    for path in sorted(root.rglob("*.py")):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()[:16]
+    sources, image decoding and geometry, selection metrics), of ``common`` (the classifier archs and their
+    preprocessing, the CLIP encoder, atomic writes) and of ``world`` (the synthetic world's renderer: its
+    images are the training data), and torch's version (its kernels). A fixed bug must not resume a
+    checkpoint made with the bug."""
+    import common
+    import dro
+    import world
+
+    return json_digest([code_digest(module_dir(m), extra=torch.__version__) for m in (dro, common, world)], 16)
 
 
 def fingerprint(module: nn.Module, cfg: TrainConfig, train: SplitData, val: SplitData,

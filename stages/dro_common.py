@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 
 from stages.common import METRICS_DIR, OUTPUTS_DIR, PREPARED_DIR, RESULTS_DIR, StageInputError
 from stages.params import Params
@@ -30,7 +29,7 @@ def log(msg: str) -> None:
 @contextmanager
 def input_errors():
     """The dro library's input errors (missing CLIP, unknown arch, missing attributes) as one-line stage errors."""
-    from dro.models import ModelError
+    from common.classifier import ModelError
     from dro.slices import LabellingError
 
     try:

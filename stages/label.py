@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.common import compute_dtype, resolve_device, stage_main
+from common.device import compute_dtype, resolve_device
+from stages.common import stage_main
 from stages.dro_common import CACHE, LABELLING_METRICS, LABELS_DIR, PREPARED_DIR, REASONING_DIR, input_errors, log
 
 
@@ -33,11 +34,12 @@ def run(argv: list[str] | None = None) -> None:
 
     params = load_params(args.params)
 
+    from common.clip import ClipEncoder
+    from common.io import atomic_write_json
     from dro.ablations import ABLATIONS, ablation_slices
     from dro.data import open_prepared
-    from dro.io import atomic_write_json
     from dro.pipeline import label_splits
-    from dro.slices import ClipEncoder, read_attributes
+    from dro.slices import read_attributes
     from dro.templates import TEMPLATE_SETS, default_templates
 
     lab = params.labelling

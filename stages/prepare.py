@@ -60,13 +60,13 @@ def main() -> None:
 
     params = load_params(args.params)
 
+    from common.io import atomic_write_json
     from dro.data import open_prepared, write_prepared
-    from dro.io import atomic_write_json
 
     section = params.dataset_section
     if params.dataset == "synthetic" and Path(params.model_set.clip).is_dir():
         # Fail now, not after training, if the committed world models cannot draw this world.
-        from dexter.world.manifest import WorldNotCoveredError, check_world_covered
+        from world.manifest import WorldNotCoveredError, check_world_covered
 
         try:
             check_world_covered(params.world_root, section.image_size, shapes=section.classes,

@@ -23,13 +23,14 @@ import json
 import shutil
 from pathlib import Path
 
-from stages.common import OUTPUTS_DIR, StageInputError, resolve_device, stage_main
+from common.device import resolve_device
+from stages.common import OUTPUTS_DIR, StageInputError, stage_main
 
 DEXTER_DIR = OUTPUTS_DIR / "dexter"
 REASONING_DIR = OUTPUTS_DIR / "reasoning"
 ERM_DIR = OUTPUTS_DIR / "erm"
 STAMP = ".done.json"
-# One image description of the synthetic world with its attribute slots (dro.data.synthetic.caption's words;
+# One image description of the synthetic world with its attribute slots (world.synthetic.caption's words;
 # a test checks that the two agree on every sample).
 WORLD_TEMPLATE = "a picture of a {color} {class} on {background}"
 
@@ -43,7 +44,7 @@ def synthetic_phrase_bank(section) -> list[str]:
     """Every caption the synthetic world can produce, built by the world's own caption function."""
     from itertools import product
 
-    from dro.data.synthetic import WorldSample, caption
+    from world.synthetic import WorldSample, caption
 
     cfg = synthetic_world(section)
     return [caption(cfg, WorldSample(s, c, b, 0))
@@ -63,7 +64,7 @@ def world_vocabulary(section, class_names: list[str]):
 
 
 def classifier_class_names(classifier_dir: Path) -> list[str]:
-    """Class names from a dro.models classifier folder (cheap: its config only)."""
+    """Class names from a common.classifier classifier folder (cheap: its config only)."""
     config = classifier_dir / "config.json"
     if not config.is_file():
         raise StageInputError(f"no classifier at {classifier_dir} (run the train_erm stage first)")
@@ -86,10 +87,10 @@ def verify_settings(params):
 
 def build_prober(params, classifier_dir: Path):
     """The audited classifier answering images of DEXTER's generator (same steps, guidance, resolution, dtype)."""
+    from common.classifier import ModelError, load_classifier
     from dexter.classifiers import freeze_classifier, wrap_pipeline_classifier
     from dexter.loading import load_sd, resolve_dtype
     from dexter.verify import Prober, diffusion_generator
-    from dro.models import ModelError, load_classifier
 
     section, models, v = params.dexter_settings, params.model_set, params.reasoning.verify
     device = resolve_device(params.device)
@@ -111,14 +112,12 @@ def build_prober(params, classifier_dir: Path):
 def generator_fingerprint(params, classifier_dir: Path) -> dict:
     """What the verification's images and answers depend on beyond the reasoning params."""
     section, models = params.dexter_settings, params.model_set
-    h = hashlib.sha256()
-    for path in sorted(p for p in classifier_dir.rglob("*") if p.is_file()):
-        h.update(path.name.encode())
-        h.update(hashlib.sha256(path.read_bytes()).digest())
+    from common.fingerprint import tree_signature
+
     return {"stable_diffusion": models.stable_diffusion, "lcm_lora": models.lcm_lora,
             "inference_steps": section.inference_steps, "guidance_scale": section.guidance_scale,
             "resolution": section.resolution, "dtype": section.dtype, "device": params.device,
-            "classifier": h.hexdigest()}
+            "classifier": tree_signature(classifier_dir, contents=True)}
 
 
 def backend_settings(params) -> tuple[str, dict]:
@@ -170,11 +169,9 @@ def _code_fingerprint() -> str:
     root = Path(dexter.reasoning.__file__).parent.parent
     files = [*(root / "reasoning").rglob("*"), *(root / "verify").rglob("*"),
              *(root / f for f in ("sampler.py", "text.py", "activation_score.py", "loading.py"))]
-    h = hashlib.sha256()
-    for path in sorted(p for p in files if p.is_file() and "__pycache__" not in p.parts):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
+    from common.fingerprint import code_digest
+
+    return code_digest(root, files)
 
 
 def is_done(dest: Path, stamp: str) -> bool:
@@ -195,10 +192,10 @@ def run(params, dexter_dir: Path = DEXTER_DIR, out_dir: Path = REASONING_DIR, cl
     ``prober`` (a :class:`dexter.verify.Prober`) replaces the classifier + generator built from params
     (tests pass one that renders images without a diffusion model).
     """
+    from common.io import atomic_write_json
     from dexter.reasoning import ATTRIBUTES_FILE, ReasoningError, make_backend, reason_about_class
     from dexter.reasoning.audit import Auditor
     from dexter.reasoning.core import VERIFICATION_FILE
-    from dro.io import atomic_write_json
 
     dirs = class_dirs(dexter_dir)
     class_names = classifier_class_names(classifier_dir)
@@ -272,7 +269,7 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--dexter-dir", type=Path, default=DEXTER_DIR)
     parser.add_argument("--out", type=Path, default=REASONING_DIR)
-    parser.add_argument("--classifier", type=Path, default=ERM_DIR, help="a dro.models classifier folder")
+    parser.add_argument("--classifier", type=Path, default=ERM_DIR, help="a common.classifier classifier folder")
     args = parser.parse_args()
 
     from stages.params import load_params

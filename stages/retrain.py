@@ -20,10 +20,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.common import end_stage_session, resolve_device, stage_main, stage_session
+from common.device import resolve_device
+from stages.common import end_stage_session, stage_main, stage_session
 from stages.dro_common import (
-    CACHE, CHECKPOINTS, ERM_DIR, LABELS_DIR, PREPARED_DIR, RESULTS_DIR, RETRAIN_DIR,
-    full_train_config, input_errors, last_layer_train_config, log, model_spec,
+    CACHE,
+    CHECKPOINTS,
+    ERM_DIR,
+    LABELS_DIR,
+    PREPARED_DIR,
+    RESULTS_DIR,
+    RETRAIN_DIR,
+    full_train_config,
+    input_errors,
+    last_layer_train_config,
+    log,
+    model_spec,
 )
 
 
@@ -40,10 +51,10 @@ def run(argv: list[str] | None = None) -> None:
 
     params = load_params(args.params)
 
+    from common.classifier import load_classifier
     from dro.data import open_prepared
     from dro.evaluate import convention_for
     from dro.pipeline import METHODS, load_pseudo_groups, retrain, reuse_erm
-    from dro.models import load_classifier
     from dro.report import build_metrics, write_results
 
     device = resolve_device(params.device)

@@ -11,8 +11,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.common import end_stage_session, resolve_device, stage_main, stage_session
-from stages.dro_common import CHECKPOINTS, ERM_DIR, ERM_METRICS, PREPARED_DIR, full_train_config, input_errors, log, model_spec
+from common.device import resolve_device
+from stages.common import end_stage_session, stage_main, stage_session
+from stages.dro_common import (
+    CHECKPOINTS,
+    ERM_DIR,
+    ERM_METRICS,
+    PREPARED_DIR,
+    full_train_config,
+    input_errors,
+    log,
+    model_spec,
+)
 
 SESSION = CHECKPOINTS / "erm" / "invocation.json"
 
@@ -29,9 +39,9 @@ def run(argv: list[str] | None = None) -> None:
 
     params = load_params(args.params)
 
+    from common.io import atomic_write_json
     from dro.data import open_prepared
     from dro.evaluate import convention_for
-    from dro.io import atomic_write_json
     from dro.pipeline import evaluate_on_test, train_erm_classifier
 
     device = resolve_device(params.device)

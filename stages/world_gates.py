@@ -24,7 +24,7 @@ def main() -> None:
 
     params = load_params(args.params)
     if params.dataset != "synthetic":
-        from dro.io import atomic_write_json
+        from common.io import atomic_write_json
 
         atomic_write_json(args.metrics, {"skipped": f"dataset is {params.dataset}: the world models are not used"})
         print(f"world gates skipped: dataset is {params.dataset}")
@@ -32,8 +32,8 @@ def main() -> None:
     section = params.synthetic
     models = params.models[section.models]
 
-    from dexter.world.gates import run_gates
-    from dexter.world.manifest import WorldNotCoveredError, check_world_covered
+    from world.gates import run_gates
+    from world.manifest import WorldNotCoveredError, check_world_covered
 
     try:
         check_world_covered(params.world_root, section.image_size, shapes=section.classes, colors=section.colors,

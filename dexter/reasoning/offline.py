@@ -21,9 +21,9 @@ from typing import Protocol
 import numpy as np
 
 from dexter.reasoning.backend import Evidence
-from dexter.reasoning.errors import ReasoningError
 from dexter.reasoning.bank import PhraseGroup, load_phrase_bank, load_phrase_groups, words_of
-from dexter.reasoning.schema import clean_phrase, finalize_attributes, class_name_forms, singular
+from dexter.reasoning.errors import ReasoningError
+from dexter.reasoning.schema import class_name_forms, clean_phrase, finalize_attributes, singular
 from dexter.reasoning.stats import KeywordSupport, WordStat, caption_word_stats, is_informative, keyword_support
 
 OFFLINE_NOTICE = "written by the offline backend: no language model"
@@ -288,7 +288,7 @@ def _hypothesis(name: str, f: _Findings) -> str:
         return text + (f" Evidence: {f.n_frames} frame(s), statistics only (no language model);"
                        " confirm on real images that contain the class without this attribute.")
     if f.keywords_other:
-        return (f"**Possibly biased, weak evidence.** DEXTER's prompts settled on "
+        return ("**Possibly biased, weak evidence.** DEXTER's prompts settled on "
                 + ", ".join(f"\"{k.keyword}\"" for k in f.keywords_other[:4])
                 + f" rather than the class name, but no caption word is over-represented in the {f.n_frames} "
                 "frame(s). More frames (more DEXTER steps or runs) would make this testable.")

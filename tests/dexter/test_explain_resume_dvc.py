@@ -46,7 +46,7 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
 def workspace(tmp_path) -> Path:
     import torch
 
-    from dro.models import build_classifier, save_classifier
+    from common.classifier import build_classifier, save_classifier
 
     ws = tmp_path / "ws"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")

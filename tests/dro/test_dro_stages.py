@@ -22,9 +22,8 @@ def params_for(clip):
 @pytest.mark.slow
 def test_stages_end_to_end(tmp_path, monkeypatch):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tiny_models import make_tiny_clip
-
     from dro_world import make_world
+    from tiny_models import make_tiny_clip
 
     monkeypatch.chdir(tmp_path)
     make_world(Path("data/prepared"), sizes={"train": 400, "val": 80, "test": 160})

@@ -40,7 +40,7 @@ def fabricate(root: Path, erm: bool = True) -> None:
 
 def prober():
     """The 2-class world rendered, answered by a classifier for which anything on water is a circle."""
-    from dro.data.synthetic import SyntheticWorldConfig
+    from world.synthetic import SyntheticWorldConfig
 
     return world_prober(SyntheticWorldConfig.from_preset("small"), {0: ("background", 0)})
 

@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import torch
 
-from dro.data.synthetic import SyntheticWorldConfig, WorldSample, render_many, sample_world
+from world.synthetic import SyntheticWorldConfig, WorldSample, render_many, sample_world
 
 # sample_world seeds: training, in-training validation and the gates' held-out images never overlap.
 TRAIN_STREAM = 1

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.errors import UserInputError
+
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -36,7 +38,7 @@ _TORCHVISION_HEADS = {
 _PAPER_WEIGHTS = "IMAGENET1K_V1"
 
 
-class ModelError(RuntimeError):
+class ModelError(UserInputError, RuntimeError):
     """A classifier cannot be built or loaded (unknown arch, missing weights, offline download)."""
 
 
@@ -167,7 +169,7 @@ def save_classifier(model: Classifier, out_dir: Path | str) -> None:
     """Write ``config.json`` + ``model.safetensors`` atomically."""
     from safetensors.torch import save
 
-    from dro.io import atomic_write_json, atomic_writer
+    from common.io import atomic_write_json, atomic_writer
 
     out_dir = Path(out_dir)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
