@@ -26,7 +26,9 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from common.errors import UserInputError
 from dexter.presets import PRESETS
@@ -205,6 +207,7 @@ def build_parser(explain_defaults: dict | None = None) -> argparse.ArgumentParse
                    help="the original's flag: the key, put in $<--api-key-env> for this process only and never "
                    "written; prefer exporting the variable (a command line is visible to other users)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_config_args(e)
     if explain_defaults:
         e.set_defaults(**explain_defaults)
 
@@ -306,20 +309,46 @@ def _check_models(args: argparse.Namespace, bert: str | None) -> None:
         raise CliError(str(err)) from None
 
 
-def _explain_config(args: argparse.Namespace, feature_ids: list[int] | None):
-    from dexter.errors import DexterInputError
-    from dexter.optimize import DexterConfig
+# DexterConfig fields read from a differently named option (the original code's names, or a switch that
+# turns a default-on setting off); every other field is the option ``--<field-with-dashes>`` (_add_config_args).
+_CONFIG_OPTIONS: dict[str, Callable[[argparse.Namespace], Any]] = {
+    "mode": lambda a: a.mask_type, "runs_per_class": lambda a: a.runs,
+    "safety_checker": lambda a: not a.no_safety_checker, "save_frames": lambda a: not a.no_frames,
+}
 
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    """An option for each DexterConfig field that has no hand-written one, typed and defaulted by the
+    config itself, so the CLI can reach every setting params.yaml can (adam_eps, max_batch, tau, ...)."""
+    from dataclasses import fields
+
+    from dexter.config import DexterConfig
+
+    have = {a.dest for a in p._actions} | set(_CONFIG_OPTIONS)
+    g = p.add_argument_group("further DEXTER settings (dexter.config.DexterConfig; params.yaml's dexter section)")
+    for f in fields(DexterConfig):
+        if f.name in have:
+            continue
+        kind = {"int": int, "float": float, "bool": None}.get(str(f.type).split(" | ")[0], str)
+        if kind is None:
+            g.add_argument(f"--{f.name.replace('_', '-')}", type=lambda t: t.lower() in ("1", "true", "yes"),
+                           default=f.default, help=f"dexter.{f.name}")
+        else:
+            g.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default, help=f"dexter.{f.name}")
+
+
+def _explain_config(args: argparse.Namespace, feature_ids: list[int] | None):
+    from dataclasses import fields
+
+    from dexter.config import DexterConfig
+    from dexter.errors import DexterInputError
+
+    values = {f.name: _CONFIG_OPTIONS[f.name](args) if f.name in _CONFIG_OPTIONS else getattr(args, f.name)
+              for f in fields(DexterConfig)}
+    if feature_ids:
+        values["num_feature_neurons"] = len(feature_ids)
     try:
-        return DexterConfig(
-            mode=args.mask_type, runs_per_class=args.runs, steps=args.steps, lr=args.lr, early_stop=args.early_stop,
-            min_steps=args.min_steps,
-            num_feature_neurons=len(feature_ids) if feature_ids else args.num_feature_neurons,
-            images_per_step=args.images_per_step, collect_hits=args.collect_hits, step_noise=args.step_noise,
-            safety_checker=not args.no_safety_checker, inference_steps=args.inference_steps,
-            guidance_scale=args.guidance_scale, resolution=args.resolution, seed=args.seed,
-            save_frames=not args.no_frames,
-        )
+        return DexterConfig(**values)
     except DexterInputError as err:
         raise CliError(str(err)) from None
 

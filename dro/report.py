@@ -41,7 +41,7 @@ def build_metrics(dataset: str, per_method_seed: dict[str, list[dict]], seeds: S
 def table_markdown(metrics: dict) -> str:
     title = DATASET_TITLES.get(metrics["dataset"], metrics["dataset"])
     lines = [
-        f"Test worst-group / average accuracy (%), mean ± std over {len(metrics['seeds'])} seed(s) "
+        f"Test worst-group / average accuracy (%), mean ± population std (ddof 0) over {len(metrics['seeds'])} seed(s) "
         f"{metrics['seeds']}, retraining mode `{metrics['mode']}`.",
         "",
         f"| method | data | true groups | {title} |",

@@ -30,21 +30,6 @@ DEXTER_DIR = OUTPUTS_DIR / "dexter"
 WORK_ROOT = CHECKPOINTS / "explain"  # unfinished classes; survives DVC's deletion of the stage's outputs
 
 
-def dexter_config(section):
-    """The library config from the validated ``dexter`` params section."""
-    from dexter.optimize import DexterConfig
-
-    return DexterConfig(
-        mode=section.mode, runs_per_class=section.runs_per_class, steps=section.steps, lr=section.lr,
-        adam_eps=section.adam_eps, early_stop=section.early_stop, min_steps=section.min_steps,
-        num_feature_neurons=section.num_feature_neurons, images_per_step=section.images_per_step,
-        inference_steps=section.inference_steps, guidance_scale=section.guidance_scale,
-        resolution=section.resolution, seed=section.seed, max_batch=section.max_batch,
-        save_frames=section.save_frames, collect_hits=section.collect_hits, step_noise=section.step_noise,
-        safety_checker=section.safety_checker,
-    )
-
-
 @stage_main
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
@@ -63,10 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     work = args.work or WORK_ROOT / args.out.name
 
     from stages.params import load_params
+    from stages.params.dexter import library_config
 
     params = load_params(args.params)
     section, models = params.dexter_settings, params.model_set
-    config = dexter_config(section)  # invalid settings fail here, before any model is read
+    config = library_config(section)  # invalid settings fail here, before any model is read
     device = resolve_device(params.device)
 
     from dexter.classifiers import wrap_pipeline_classifier

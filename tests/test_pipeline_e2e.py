@@ -43,7 +43,7 @@ def shrink(params: dict) -> dict:
 def workspace(tmp_path_factory) -> Path:
     ws = tmp_path_factory.mktemp("pipeline")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("stages", "dexter", "dro"):
+    for name in ("stages", "common", "world", "dexter", "dro"):
         shutil.copytree(REPO / name, ws / name, ignore=ignore)
     shutil.copytree(WORLD, ws / "data" / "world", ignore=ignore)
     # dvc.yaml lists both world folders as deps; this run reads only the small one

@@ -50,7 +50,7 @@ def workspace(tmp_path) -> Path:
 
     ws = tmp_path / "ws"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("stages", "dexter", "dro"):
+    for name in ("stages", "common", "world", "dexter", "dro"):
         shutil.copytree(REPO / name, ws / name, ignore=ignore)
     shutil.copytree(WORLD, ws / "data" / "world", ignore=ignore)
     (ws / "data" / "world4").mkdir()  # a dependency in dvc.yaml; the small preset does not read it

@@ -100,6 +100,42 @@ def test_checkpoint_whose_best_weights_belong_to_another_run_is_not_resumed(smal
     assert torch.equal(model.head.weight, ref.head.weight)
 
 
+def test_zeroed_best_weights_are_never_returned(small_world, tmp_path):
+    """A finished run's ``best.safetensors`` replaced by zeros under the run's own stamp (same fingerprint and
+    epoch in its metadata) is not this run's file: the rerun trains again instead of returning zeros."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    _fit(small_world, "erm", tmp_path / "run", epochs=2, session="s")
+    best = tmp_path / "run" / "best.safetensors"
+    with safe_open(best, framework="pt") as f:
+        stamp = f.metadata()
+    save_file({k: torch.zeros_like(v) for k, v in load_file(best).items()}, best, metadata=stamp)
+    logs = []
+    model, res = _fit(small_world, "erm", tmp_path / "run", epochs=2, session="s", log=logs.append)
+    assert any("not this run's best epoch" in m for m in logs), logs
+    assert model.head.weight.abs().sum() > 0
+    ref, _ = _fit(small_world, "erm", tmp_path / "ref", epochs=2)
+    assert torch.equal(model.head.weight, ref.head.weight)
+
+
+def test_erm_identity_leaves_out_the_group_dro_settings(small_world):
+    """Changing ``dro.*`` (eta, adjustment, ...) or the evaluation batch must not throw away an ERM
+    checkpoint; for group DRO the loss settings are part of the run."""
+    from dataclasses import replace
+
+    import dro.train as T
+
+    tr, va = small_world["train"], small_world["val"]
+    model = build_classifier("small_cnn", tr.info.class_names, 16, width=4)
+    data = (SplitData(image_source(tr, 16), tr.y, tr.groups, 4), SplitData(image_source(va, 16), va.y))
+    erm, dro = _cfg("erm"), _cfg("group_dro")
+    other = dict(eta=0.5, adjustment=1.0, normalize_loss=True, balanced_sampling=False, eval_batch_size=7)
+    assert T.fingerprint(model, replace(erm, **other), *data) == T.fingerprint(model, erm, *data)
+    assert T.fingerprint(model, replace(dro, eta=0.5), *data) != T.fingerprint(model, dro, *data)
+    assert T.fingerprint(model, replace(erm, lr=0.5), *data) != T.fingerprint(model, erm, *data)
+
+
 def test_fingerprint_covers_all_training_code_and_the_device(small_world, monkeypatch):
     from pathlib import Path
 
