@@ -178,6 +178,18 @@ def save_classifier(model: Classifier, out_dir: Path | str) -> None:
     atomic_write_json(out_dir / CONFIG_FILE, model.config.to_json())
 
 
+def read_class_names(model_dir: Path | str) -> list[str]:
+    """The class names of a classifier saved by :func:`save_classifier`, from its config alone (cheap)."""
+    config = Path(model_dir) / CONFIG_FILE
+    if not config.is_file():
+        raise ModelError(f"no classifier at {model_dir} (run the train_erm stage first)")
+    try:
+        names = json.loads(config.read_text())["class_names"]
+    except (ValueError, KeyError, TypeError):
+        raise ModelError(f"{config}: no class_names list") from None
+    return [str(n) for n in names]
+
+
 def load_classifier(model_dir: Path | str, device: torch.device | str = "cpu") -> Classifier:
     """Rebuild a classifier saved by :func:`save_classifier` (no download: weights come from the file)."""
     from safetensors.torch import load_file

@@ -33,7 +33,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.artifacts import KEYWORDS_FILE, class_dir, safe_name  # noqa: F401  (re-exported)
 from common.fingerprint import tree_signature  # re-exported: the work folder's model stamps
 from common.io import atomic_write_json, atomic_write_text, atomic_writer
 
@@ -50,22 +50,12 @@ LOSS_COLUMNS = ("step", "loss", "activation_loss", "mask_loss", "class_loss", "c
                 "labels", "mask_losses")
 
 
-def safe_name(name: str) -> str:
-    """A class name usable in a folder name: 'great white shark' -> 'great_white_shark'."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name.strip()).strip("_")
-    return cleaned or "class"
-
-
-def class_dir(out_dir: str | Path, class_index: int, class_name: str) -> Path:
-    return Path(out_dir) / f"{class_index:03d}_{safe_name(class_name)}"
-
-
 def run_dir(out_dir: str | Path, class_index: int, class_name: str, run: int) -> Path:
     return class_dir(out_dir, class_index, class_name) / f"run_{run}"
 
 
 def keywords_path(out_dir: str | Path, class_index: int, class_name: str) -> Path:
-    return class_dir(out_dir, class_index, class_name) / "keywords.json"
+    return class_dir(out_dir, class_index, class_name) / KEYWORDS_FILE
 
 
 def save_frame(path: Path, image01: torch.Tensor) -> None:

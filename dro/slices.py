@@ -21,7 +21,6 @@ true groups exist is :mod:`dro.labelling_quality`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.artifacts import ArtifactError, read_class_attributes
 from common.clip import normalise
 from common.errors import UserInputError
 from dro.templates import compose
@@ -173,37 +173,13 @@ def pseudo_group_names(class_names: Sequence[str]) -> list[str]:
 
 
 def read_attributes(reasoning_dir: Path | str, class_names: Sequence[str]) -> list[ClassSlices]:
-    """Per class, what ``<reasoning_dir>/<ccc>_<name>/attributes.json`` says: ``attributes`` and, where
-    the reasoning stage wrote them, ``verdict`` and ``alternatives``. Without a verdict every class must
-    have attributes (older reasoning output); with ``verdict: no_evidence`` the class has none."""
-    reasoning_dir = Path(reasoning_dir)
+    """Per class, what the reasoning stage's ``attributes.json`` says (:func:`common.artifacts.read_class_attributes`):
+    ``attributes`` and, where it wrote them, ``verdict`` and ``alternatives``."""
     out = []
     for c, name in enumerate(class_names):
-        matches = sorted(reasoning_dir.glob(f"{c:03d}_*/attributes.json"))
-        if not matches:
-            raise LabellingError(f"no attributes for class {c} ({name}): expected "
-                                 f"{reasoning_dir}/{c:03d}_<name>/attributes.json (run the reason stage)")
-        path = matches[0]
-        d = json.loads(path.read_text())
-        words = _phrases(d.get("attributes", []))
-        verdict = d.get("verdict")
-        if verdict not in (None, "biased", "no_evidence"):
-            raise LabellingError(f"{path}: verdict must be 'biased' or 'no_evidence', got {verdict!r}")
-        if verdict == "no_evidence" and words:
-            raise LabellingError(f"{path}: verdict is no_evidence but 'attributes' is not empty")
-        if verdict != "no_evidence" and not words:
-            raise LabellingError(f"{path}: 'attributes' is empty")
-        raw_alt = d.get("alternatives") or {}
-        if not isinstance(raw_alt, dict):
-            raise LabellingError(f"{path}: 'alternatives' must map each attribute to a list of phrases")
-        alternatives = {}
-        for a in words:
-            alt = [p for p in _phrases(raw_alt.get(a, [])) if p != a]
-            if alt:
-                alternatives[a] = tuple(dict.fromkeys(alt))
-        out.append(ClassSlices(name, tuple(words), alternatives, verdict))
+        try:
+            a = read_class_attributes(reasoning_dir, c, name)
+        except ArtifactError as e:
+            raise LabellingError(str(e)) from None
+        out.append(ClassSlices(name, a.attributes, a.alternatives, a.verdict))
     return out
-
-
-def _phrases(values) -> list[str]:
-    return [str(w).strip() for w in values if str(w).strip()]

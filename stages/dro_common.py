@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
 
-from stages.common import METRICS_DIR, OUTPUTS_DIR, PREPARED_DIR, RESULTS_DIR, StageInputError
+from stages.common import METRICS_DIR, OUTPUTS_DIR, PREPARED_DIR, RESULTS_DIR
 from stages.params import Params
 
 ERM_DIR = OUTPUTS_DIR / "erm"
@@ -19,23 +18,11 @@ LABELLING_METRICS = METRICS_DIR / "labelling.json"
 
 __all__ = ["PREPARED_DIR", "RESULTS_DIR", "ERM_DIR", "REASONING_DIR", "LABELS_DIR", "RETRAIN_DIR", "CHECKPOINTS",
            "CACHE", "ERM_METRICS", "LABELLING_METRICS", "log", "model_spec", "full_train_config",
-           "last_layer_train_config", "input_errors"]
+           "last_layer_train_config"]
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-@contextmanager
-def input_errors():
-    """The dro library's input errors (missing CLIP, unknown arch, missing attributes) as one-line stage errors."""
-    from common.classifier import ModelError
-    from dro.slices import LabellingError
-
-    try:
-        yield
-    except (ModelError, LabellingError) as e:
-        raise StageInputError(str(e)) from e
 
 
 def model_spec(params: Params):

@@ -61,12 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     check_model_specs(models.stable_diffusion, models.bert, models.lcm_lora)
     if not args.classifier.is_dir():
         raise StageInputError(f"no classifier at {args.classifier} (run the train_erm stage first)")
-    from common.classifier import ModelError, load_classifier
+    from common.classifier import load_classifier
 
-    try:
-        classifier = wrap_pipeline_classifier(load_classifier(args.classifier))
-    except ModelError as e:
-        raise StageInputError(str(e)) from None
+    classifier = wrap_pipeline_classifier(load_classifier(args.classifier))
     classes = args.class_index or section.classes or list(range(classifier.num_classes))
     bad = [c for c in classes if not 0 <= c < classifier.num_classes]
     if bad and args.skip_absent_classes:

@@ -31,7 +31,6 @@ from stages.dro_common import (
     RESULTS_DIR,
     RETRAIN_DIR,
     full_train_config,
-    input_errors,
     last_layer_train_config,
     log,
     model_spec,
@@ -61,8 +60,7 @@ def run(argv: list[str] | None = None) -> None:
     datasets = open_prepared(args.prepared)
     methods, mode = params.methods, params.dro.mode
     pseudo = {m: load_pseudo_groups(args.labels, datasets, method=m) for m in methods if METHODS[m][1] == "pseudo"}
-    with input_errors():
-        erm_model = load_classifier(args.erm, device) if mode == "last_layer" else None
+    erm_model = load_classifier(args.erm, device) if mode == "last_layer" else None
     per_seed: dict[str, list[dict]] = {m: [] for m in methods}
     histories: dict[str, list[list[dict]]] = {m: [] for m in methods}
     session = stage_session(CHECKPOINTS / "retrain" / "invocation.json")
@@ -72,17 +70,15 @@ def run(argv: list[str] | None = None) -> None:
             log(f"== {method}, seed {seed}, mode {mode}")
             run_ = None
             if method == "erm" and mode == "full":
-                with input_errors():
-                    run_ = reuse_erm(args.erm, datasets, model_spec(params), cfg,
-                                     convention_for(params.dataset), device, log=log)
+                run_ = reuse_erm(args.erm, datasets, model_spec(params), cfg,
+                                 convention_for(params.dataset), device, log=log)
             if run_ is None:
-                with input_errors():
-                    run_ = retrain(method, datasets, model_spec(params), cfg, pseudo=pseudo.get(method), mode=mode,
-                                   erm_model=erm_model,
-                                   ckpt_dir=CHECKPOINTS / "retrain" / mode / method / f"seed{seed}",
-                                   cache_dir=CACHE / "features", model_out=RETRAIN_DIR / method / f"seed{seed}",
-                                   convention=convention_for(params.dataset), device=device, log=log,
-                                   session=session)
+                run_ = retrain(method, datasets, model_spec(params), cfg, pseudo=pseudo.get(method), mode=mode,
+                               erm_model=erm_model,
+                               ckpt_dir=CHECKPOINTS / "retrain" / mode / method / f"seed{seed}",
+                               cache_dir=CACHE / "features", model_out=RETRAIN_DIR / method / f"seed{seed}",
+                               convention=convention_for(params.dataset), device=device, log=log,
+                               session=session)
             per_seed[method].append({"seed": seed, **run_.metrics})
             histories[method].append(run_.result.history)
     metrics = build_metrics(params.dataset, per_seed, params.seeds, mode)

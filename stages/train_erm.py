@@ -19,7 +19,6 @@ from stages.dro_common import (
     ERM_METRICS,
     PREPARED_DIR,
     full_train_config,
-    input_errors,
     log,
     model_spec,
 )
@@ -49,9 +48,8 @@ def run(argv: list[str] | None = None) -> None:
     spec = model_spec(params)
     cfg = full_train_config(params, params.seed, erm=True)
     session = stage_session(SESSION)
-    with input_errors():
-        model, result = train_erm_classifier(datasets, spec, cfg, CHECKPOINTS / "erm", args.out, device, log=log,
-                                             session=session)
+    model, result = train_erm_classifier(datasets, spec, cfg, CHECKPOINTS / "erm", args.out, device, log=log,
+                                         session=session)
     test = evaluate_on_test(model, datasets, spec, convention_for(params.dataset), device, cfg.eval_batch_size)
     atomic_write_json(args.metrics, {
         "best_epoch": result.best_epoch, "selection": result.selection, "val_acc": result.best_score,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.common import METRICS_DIR, StageInputError, stage_main
+from stages.common import METRICS_DIR, stage_main
 
 
 @stage_main
@@ -33,13 +33,10 @@ def main() -> None:
     models = params.models[section.models]
 
     from world.gates import run_gates
-    from world.manifest import WorldNotCoveredError, check_world_covered
+    from world.manifest import check_world_covered
 
-    try:
-        check_world_covered(params.world_root, section.image_size, shapes=section.classes, colors=section.colors,
-                            backgrounds=section.backgrounds)
-    except WorldNotCoveredError as e:
-        raise StageInputError(str(e)) from None
+    check_world_covered(params.world_root, section.image_size, shapes=section.classes, colors=section.colors,
+                        backgrounds=section.backgrounds)
     run_gates(
         params.world_root,
         n=params.world.gate_samples,

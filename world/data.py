@@ -41,12 +41,6 @@ def render_tensor(cfg: SyntheticWorldConfig, samples: list[WorldSample]) -> torc
     return images_to_tensor(render_many(cfg, samples))
 
 
-def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
-    """N x 3 x H x W in [-1, 1] -> N x H x W x 3 uint8."""
-    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
-
-
 def attribute_array(samples: list[WorldSample]) -> np.ndarray:
     """N x 3 int array of (shape, color, background)."""
     return np.array([(s.shape, s.color, s.background) for s in samples], dtype=np.int64)

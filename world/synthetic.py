@@ -25,7 +25,6 @@ SHAPES = ("circle", "square", "triangle", "cross")
 COLORS = ("red", "yellow", "purple", "white")
 BACKGROUNDS = ("water", "land", "snow", "sand")
 ATTRIBUTES = ("color", "background")  # the nuisance attributes a shortcut can use
-ATTRIBUTE_VALUES = {"color": COLORS, "background": BACKGROUNDS}  # every value the renderer can draw
 
 _RGB = {
     "red": (215, 40, 40),

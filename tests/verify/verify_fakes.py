@@ -15,7 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from stages.reason import WORLD_TEMPLATE  # the stage's description of the world, checked against its captions
+from dexter.reasoning.world import (
+    WORLD_TEMPLATE,  # the reasoning's description of the world, checked against its captions
+)
 from world.synthetic import SyntheticWorldConfig, WorldSample, render
 
 
