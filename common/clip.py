@@ -54,7 +54,7 @@ class ClipEncoder:
         try:
             model = CLIPModel.from_pretrained(name_or_path, dtype=dtype).to(device).eval()
             processor = CLIPProcessor.from_pretrained(name_or_path)
-        except OSError as e:
+        except (OSError, ValueError) as e:
             raise ClipError(f"cannot load CLIP {name_or_path!r} (hub id or directory with config, "
                                  f"weights and processor files): {e}") from e
         return cls(model, processor, _model_key(name_or_path), device)

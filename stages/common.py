@@ -67,7 +67,7 @@ def one_line(e: BaseException) -> str:
 def show_progress_in_logs() -> None:
     """What a stage prints reaches a log as it happens: stdout line-buffered even when it is not a
     terminal (else block buffering holds every line until the stage ends), and the project's own
-    ``logging`` messages (``dexter.*``, ``dro.*``: which class is being reasoned about, gate results) on
+    ``logging`` messages (``common.*``, ``world.*``, ``dexter.*``, ``dro.*``: which class is being reasoned about, gate results) on
     stderr. In a log, the libraries' own bars (model loading, downloads) are switched off: they redraw with
     carriage returns, while the project's bars (``common.progress``) print plain lines. Idempotent."""
     import logging
@@ -78,7 +78,7 @@ def show_progress_in_logs() -> None:
     if not sys.stderr.isatty():  # read when tqdm / huggingface_hub are first imported, after this
         os.environ.setdefault("TQDM_DISABLE", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    for name in ("dexter", "dro"):
+    for name in ("common", "world", "dexter", "dro"):
         logger = logging.getLogger(name)
         if not any(getattr(h, "_stage_handler", False) for h in logger.handlers):
             handler = logging.StreamHandler(sys.stderr)

@@ -124,7 +124,8 @@ def run_fingerprint(config, section, run_info: dict, classes, device, classifier
         "config": asdict(config), "dtype": section.dtype, "feature_neurons": section.feature_neurons,
         "classes": sorted(classes), "device": device.type, "dataset": run_info["dataset"],
         "classifier": tree_signature(classifier_dir, contents=True), "models": models,
-        "code": [code_digest(module_dir(dexter)), code_digest(module_dir(common))],
+        # the DEXTER core (its top-level modules, not the reasoning) and the shared base
+        "code": [code_digest(module_dir(dexter), module_dir(dexter).glob("*.py")), code_digest(module_dir(common))],
     }
     return json_digest(parts)
 

@@ -22,7 +22,6 @@ import shutil
 from pathlib import Path
 
 from common.artifacts import KEYWORDS_FILE, class_dirs_with
-from common.classifier import read_class_names
 from common.device import resolve_device
 from stages.common import OUTPUTS_DIR, StageInputError, stage_main
 
@@ -112,6 +111,7 @@ def run(params, dexter_dir: Path = DEXTER_DIR, out_dir: Path = REASONING_DIR, cl
     ``prober`` (a :class:`dexter.verify.Prober`) replaces the classifier + generator built from params
     (tests pass one that renders images without a diffusion model).
     """
+    from common.classifier import read_class_names
     from common.io import atomic_write_json
     from dexter.reasoning import ATTRIBUTES_FILE, make_backend, reason_about_class
     from dexter.reasoning.audit import Auditor
