@@ -51,7 +51,7 @@ def build_random_real_size(root: Path, dtype: torch.dtype, fast: bool = False) -
     from diffusers import AutoencoderKL, LCMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import BertConfig, BertForMaskedLM, CLIPTextConfig, CLIPTextModel
 
-    from dexter.word_tokenizers import build_bert_word_tokenizer, build_clip_word_tokenizer
+    from common.word_tokenizers import build_bert_word_tokenizer, build_clip_word_tokenizer
 
     words = _letter_words(200 if fast else 30_000)
     clip_tok = build_clip_word_tokenizer(words[: 100 if fast else 20_000] + TEMPLATE_WORDS)

@@ -25,8 +25,6 @@ written to each run's config.json and keywords.json.
 
 from __future__ import annotations
 
-from dexter.errors import DexterInputError
-
 import pickle
 import re
 from collections.abc import Callable, Sequence
@@ -35,6 +33,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from dexter.errors import DexterInputError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -405,7 +405,7 @@ def build_classifier_and_transforms(clf: str, device: str | torch.device = "cpu"
     it to fp16; DEXTER's gradients flow through it).
     """
     if Path(str(clf)).is_dir():
-        from dro.models import ModelError, load_classifier
+        from common.classifier import ModelError, load_classifier
 
         try:
             full = wrap_pipeline_classifier(load_classifier(clf))

@@ -26,8 +26,11 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from common.errors import UserInputError
 from dexter.presets import PRESETS
 
 DEFAULT_SD = "CompVis/stable-diffusion-v1-4"
@@ -36,7 +39,7 @@ DEFAULT_BERT = "google-bert/bert-base-uncased"
 ROBUST50_CHECKPOINT = "checkpoints/robust_resnet50.pth"  # where the original code reads it
 
 
-class CliError(Exception):
+class CliError(UserInputError):
     """A user error: printed as one line, exit status 2."""
 
 
@@ -132,7 +135,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="classifier input: 'original' = the original code's setting (ImageNet V1 weights, "
                    "Resize(256) of the whole image, 224 for vit_b_16, no crop); 'torchvision' = the weights' own "
                    "recipe (DEFAULT weights, resize + centre crop); auto = original for robust50/resnet50/vit_b_16")
-    g.add_argument("--classifier-dir", help="a classifier trained by this pipeline (dro.models format)")
+    g.add_argument("--classifier-dir", help="a classifier trained by this pipeline (common.classifier format)")
     g.add_argument("--class-names", help="text file, one class name per line (overrides the weights' names)")
     m = p.add_argument_group("generator models (hub id or local directory)")
     m.add_argument("--sd", default=DEFAULT_SD, help="Stable Diffusion v1.x")
@@ -204,6 +207,7 @@ def build_parser(explain_defaults: dict | None = None) -> argparse.ArgumentParse
                    help="the original's flag: the key, put in $<--api-key-env> for this process only and never "
                    "written; prefer exporting the variable (a command line is visible to other users)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_config_args(e)
     if explain_defaults:
         e.set_defaults(**explain_defaults)
 
@@ -248,13 +252,12 @@ def _check_classifier_args(args: argparse.Namespace) -> None:
 
 def _check_device(args: argparse.Namespace):
     """The device, resolved now: a CUDA device on a machine without CUDA is an error before anything loads."""
-    from dexter.errors import DexterInputError
-    from dexter.pipeline import resolve_device
+    from common.device import DeviceError, resolve_device
 
     try:
         return resolve_device(args.device)
-    except DexterInputError as err:
-        raise CliError(f"--device: {err}") from None
+    except DeviceError as err:
+        raise CliError(f"--{err}") from None
 
 
 def _load_classifier(args: argparse.Namespace):
@@ -265,7 +268,7 @@ def _load_classifier(args: argparse.Namespace):
         names = [line.strip() for line in Path(args.class_names).read_text().splitlines() if line.strip()]
     try:
         if args.classifier_dir:
-            from dro.models import ModelError, load_classifier  # the pipeline's own classifiers
+            from common.classifier import ModelError, load_classifier  # the pipeline's own classifiers
 
             try:
                 clf = wrap_pipeline_classifier(load_classifier(args.classifier_dir))
@@ -306,20 +309,46 @@ def _check_models(args: argparse.Namespace, bert: str | None) -> None:
         raise CliError(str(err)) from None
 
 
-def _explain_config(args: argparse.Namespace, feature_ids: list[int] | None):
-    from dexter.errors import DexterInputError
-    from dexter.optimize import DexterConfig
+# DexterConfig fields read from a differently named option (the original code's names, or a switch that
+# turns a default-on setting off); every other field is the option ``--<field-with-dashes>`` (_add_config_args).
+_CONFIG_OPTIONS: dict[str, Callable[[argparse.Namespace], Any]] = {
+    "mode": lambda a: a.mask_type, "runs_per_class": lambda a: a.runs,
+    "safety_checker": lambda a: not a.no_safety_checker, "save_frames": lambda a: not a.no_frames,
+}
 
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    """An option for each DexterConfig field that has no hand-written one, typed and defaulted by the
+    config itself, so the CLI can reach every setting params.yaml can (adam_eps, max_batch, tau, ...)."""
+    from dataclasses import fields
+
+    from dexter.config import DexterConfig
+
+    have = {a.dest for a in p._actions} | set(_CONFIG_OPTIONS)
+    g = p.add_argument_group("further DEXTER settings (dexter.config.DexterConfig; params.yaml's dexter section)")
+    for f in fields(DexterConfig):
+        if f.name in have:
+            continue
+        kind = {"int": int, "float": float, "bool": None}.get(str(f.type).split(" | ")[0], str)
+        if kind is None:
+            g.add_argument(f"--{f.name.replace('_', '-')}", type=lambda t: t.lower() in ("1", "true", "yes"),
+                           default=f.default, help=f"dexter.{f.name}")
+        else:
+            g.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default, help=f"dexter.{f.name}")
+
+
+def _explain_config(args: argparse.Namespace, feature_ids: list[int] | None):
+    from dataclasses import fields
+
+    from dexter.config import DexterConfig
+    from dexter.errors import DexterInputError
+
+    values = {f.name: _CONFIG_OPTIONS[f.name](args) if f.name in _CONFIG_OPTIONS else getattr(args, f.name)
+              for f in fields(DexterConfig)}
+    if feature_ids:
+        values["num_feature_neurons"] = len(feature_ids)
     try:
-        return DexterConfig(
-            mode=args.mask_type, runs_per_class=args.runs, steps=args.steps, lr=args.lr, early_stop=args.early_stop,
-            min_steps=args.min_steps,
-            num_feature_neurons=len(feature_ids) if feature_ids else args.num_feature_neurons,
-            images_per_step=args.images_per_step, collect_hits=args.collect_hits, step_noise=args.step_noise,
-            safety_checker=not args.no_safety_checker, inference_steps=args.inference_steps,
-            guidance_scale=args.guidance_scale, resolution=args.resolution, seed=args.seed,
-            save_frames=not args.no_frames,
-        )
+        return DexterConfig(**values)
     except DexterInputError as err:
         raise CliError(str(err)) from None
 
@@ -410,7 +439,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     result["classifier_input"] = clf.info
     print(json.dumps(result, indent=2))
     if args.out:
-        from dro.io import atomic_write_json
+        from common.io import atomic_write_json
 
         atomic_write_json(args.out, result)
     return 0

@@ -7,8 +7,10 @@ so callers (the CLI, DVC stages) can print one line instead of a traceback while
 
 from __future__ import annotations
 
+from common.errors import UserInputError
 
-class DexterInputError(ValueError):
+
+class DexterInputError(UserInputError, ValueError):
     """Bad input to the DEXTER core; the message names the offending value."""
 
 

@@ -11,8 +11,6 @@ BEFORE gigabytes of other models are read.
 
 from __future__ import annotations
 
-from dexter.errors import DexterInputError
-
 import os
 import re
 from dataclasses import dataclass
@@ -20,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from common.device import resolve_dtype  # the one dtype policy (re-exported)
+from dexter.errors import DexterInputError
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -99,20 +100,6 @@ def _freeze(module: torch.nn.Module, device: torch.device | str) -> torch.nn.Mod
     module.eval()
     module.requires_grad_(False)
     return module
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device | str) -> torch.dtype:
-    """'auto' -> fp16 on CUDA, fp32 elsewhere; names like 'bf16', 'float16' are accepted."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    name = (dtype or "auto").lower()
-    if name == "auto":
-        return torch.float16 if torch.device(device).type == "cuda" else torch.float32
-    table = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
-             "half": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-    if name not in table:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(table)}")
-    return table[name]
 
 
 @dataclass

@@ -31,10 +31,8 @@ classes to the output folder at the end (:func:`publish_work_dir`).
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
-import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,21 +41,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from dro.io import atomic_write_json, atomic_write_text, atomic_writer
+from common.artifacts import KEYWORDS_FILE, class_dir, safe_name  # noqa: F401  (re-exported)
+from common.fingerprint import tree_signature  # re-exported: the work folder's model stamps
+from common.io import atomic_write_json, atomic_write_text, atomic_writer
 
 RUN_KEYS = ("run", "words", "prompt", "steps", "stopped_early", "hits", "hit_images", "frames_flagged")
 LOSS_COLUMNS = ("step", "loss", "activation_loss", "mask_loss", "class_loss", "class_prob", "hit", "words",
                 "labels", "mask_losses")
-
-
-def safe_name(name: str) -> str:
-    """A class name usable in a folder name: 'great white shark' -> 'great_white_shark'."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name.strip()).strip("_")
-    return cleaned or "class"
-
-
-def class_dir(out_dir: str | Path, class_index: int, class_name: str) -> Path:
-    return Path(out_dir) / f"{class_index:03d}_{safe_name(class_name)}"
 
 
 def run_dir(out_dir: str | Path, class_index: int, class_name: str, run: int) -> Path:
@@ -65,7 +55,7 @@ def run_dir(out_dir: str | Path, class_index: int, class_name: str, run: int) ->
 
 
 def keywords_path(out_dir: str | Path, class_index: int, class_name: str) -> Path:
-    return class_dir(out_dir, class_index, class_name) / "keywords.json"
+    return class_dir(out_dir, class_index, class_name) / KEYWORDS_FILE
 
 
 def save_frame(path: Path, image01: torch.Tensor) -> None:
@@ -126,23 +116,6 @@ def write_keywords(out_dir: str | Path, class_index: int, class_name: str, mode:
 
 
 WORK_STAMP = "fingerprint.json"
-
-
-def tree_signature(path: str | Path, contents: bool = False) -> str:
-    """Hash of a file or folder: every file's relative path with its size and modification time, or
-    (``contents=True``) its bytes."""
-    path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.relative_to(path).as_posix().encode() if path.is_dir() else f.name.encode())
-        if contents:
-            with open(f, "rb") as handle:
-                h.update(hashlib.file_digest(handle, "sha256").digest())
-        else:
-            st = f.stat()
-            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()
 
 
 def open_work_dir(work_dir: str | Path, fingerprint: str) -> dict[str, int]:

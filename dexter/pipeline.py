@@ -8,30 +8,11 @@ from typing import Any
 
 import torch
 
+from common.device import resolve_device
 from dexter.classifiers import FeatureHeadClassifier, freeze_classifier
-from dexter.errors import DexterInputError
 from dexter.loading import check_spec, load_bert, load_sd, resolve_dtype
 from dexter.optimize import DexterConfig, DexterModels, explain_classes
 from dexter.vocab_map import load_or_build_vocab_map
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """'auto'/None -> cuda when available, else cpu. A device this machine lacks is a :class:`DexterInputError`."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise DexterInputError(f"device {device!r} is not a device name (auto, cpu, cuda, cuda:1, mps, ...)") from None
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DexterInputError(f"device {device!r}: CUDA is not available on this machine (use --device cpu "
-                                   "or auto)")
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise DexterInputError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA devices")
-    elif resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise DexterInputError(f"device {device!r}: MPS is not available on this machine")
-    return resolved
 
 
 def check_model_specs(sd: str, bert: str, lora: str | None = None) -> None:

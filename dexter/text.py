@@ -16,12 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dexter.config import MULTI_TEMPLATE, SINGLE_TEMPLATE, TEMPLATES  # noqa: F401  (re-exported)
 from dexter.vocab_map import VocabMap, translated_table
 
 MASK = "[MASK]"
-SINGLE_TEMPLATE = "a picture of a [MASK]."
-MULTI_TEMPLATE = "a picture of a [MASK] with [MASK] and [MASK] and [MASK] and [MASK] and [MASK]."
-TEMPLATES = {"single": SINGLE_TEMPLATE, "multi": MULTI_TEMPLATE}
 
 
 def init_soft_prompt(length: int, hidden: int, generator: torch.Generator) -> torch.Tensor:

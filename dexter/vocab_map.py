@@ -74,7 +74,7 @@ def load_or_build_vocab_map(bert_tokenizer, clip_tokenizer, cache_dir: str | Pat
             return VocabMap(data["clip_index"], int(data["clip_vocab_size"]))
     vmap = build_vocab_map(bert_vocab, clip_vocab)
     if path is not None:
-        from dro.io import atomic_writer
+        from common.io import atomic_writer
 
         with atomic_writer(path, "wb") as f:
             np.savez(f, clip_index=vmap.clip_index, clip_vocab_size=np.int64(vmap.clip_vocab_size))

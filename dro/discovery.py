@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from dro.data.synthetic import SyntheticWorldConfig
 from dro.slices import ClassSlices
+from world.synthetic import SyntheticWorldConfig
 
 
 def names_value(attribute: str, value: str) -> bool:

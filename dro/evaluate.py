@@ -108,7 +108,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def aggregate_seeds(per_seed: Sequence[dict]) -> dict:
-    """Mean +- std over seeds of the blocks made by :func:`evaluate_predictions`."""
+    """Mean +- population std (ddof 0, as numpy's default) over seeds of the blocks made by :func:`evaluate_predictions`."""
     if not per_seed:
         raise ValueError("no seeds to aggregate")
     wg = mean_std([r["worst_group_acc"] for r in per_seed])

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dro.models import Classifier
+from common.classifier import Classifier
 from dro.sources import InputSource, TensorSource
 
 
@@ -48,7 +48,7 @@ def feature_source(model: Classifier, source: InputSource, cache_dir: Path | str
     """Features of ``source`` under ``model``'s backbone, cached by (weights, inputs)."""
     from safetensors.torch import load_file, save
 
-    from dro.io import atomic_writer
+    from common.io import atomic_writer
 
     key = hashlib.sha256(f"{_weights_key(model)}|{source.fingerprint()}".encode()).hexdigest()[:20]
     path = Path(cache_dir) / f"{name}-{key}.safetensors"

@@ -31,23 +31,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.artifacts import PSEUDO_GROUPS_FILE, pseudo_groups_file, pseudo_groups_meta
+from common.classifier import Classifier, build_classifier, load_classifier, save_classifier
+from common.clip import ClipEncoder, cached_image_embeddings, dataset_key
+from common.io import atomic_write_json, atomic_writer
 from dro.data import GroupImageDataset
 from dro.evaluate import Convention, evaluate_predictions
-from dro.io import atomic_write_json, atomic_writer
+from dro.labelling_quality import aligned_values_by_lift, labelling_quality, true_conflicting
 from dro.last_layer import feature_source, new_head, with_head
-from dro.models import Classifier, build_classifier, load_classifier, save_classifier
-from dro.slices import (
-    ClassSlices,
-    ClipEncoder,
-    aligned_values_by_lift,
-    assign_with_alternatives,
-    cached_image_embeddings,
-    class_prototypes,
-    dataset_key,
-    labelling_quality,
-    pseudo_group_names,
-    true_conflicting,
-)
+from dro.slices import ClassSlices, assign_with_alternatives, class_prototypes, pseudo_group_names
 from dro.sources import image_source, predict
 from dro.train import SplitData, TrainConfig, TrainResult, train
 
@@ -58,22 +50,14 @@ METHODS: dict[str, tuple[str, str | None]] = {  # name -> (loss, groups it may s
     "dro_classname": ("group_dro", "pseudo"),
     "dro_random": ("group_dro", "pseudo"),
 }
-LABELS_FILE = "pseudo_groups.csv"
 ERM_RECORD = "train.json"  # next to the audited ERM model: how it was trained and selected
 # The TrainConfig fields that change what ERM learns (the group-DRO-only ones and the evaluation batch
 # size do not): with the model spec and the data, they decide whether two ERM runs are the same run.
 ERM_SETTINGS = ("epochs", "batch_size", "lr", "seed", "optimizer", "momentum", "weight_decay")
 
 
-LABELS_FILE = "pseudo_groups.csv"  # dro_dexter's; an ablation row's is pseudo_groups.<method>.csv
-
-
-def labels_file(method: str = "dro_dexter") -> str:
-    return LABELS_FILE if method == "dro_dexter" else f"pseudo_groups.{method}.csv"
-
-
-def meta_file(method: str = "dro_dexter") -> str:
-    return "meta.json" if method == "dro_dexter" else f"meta.{method}.json"
+LABELS_FILE = PSEUDO_GROUPS_FILE  # dro_dexter's; an ablation row's is pseudo_groups.<method>.csv
+labels_file, meta_file = pseudo_groups_file, pseudo_groups_meta  # the labelling's file names (common.artifacts)
 
 
 @dataclass(frozen=True)

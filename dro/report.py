@@ -14,8 +14,8 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
+from common.io import atomic_write_json, atomic_write_text
 from dro.evaluate import CONVENTION_TEXT, aggregate_seeds
-from dro.io import atomic_write_json, atomic_write_text
 
 # Row labels and the "data" / "true groups" columns of docs/METHOD.md section 6.
 ROWS = {
@@ -41,7 +41,7 @@ def build_metrics(dataset: str, per_method_seed: dict[str, list[dict]], seeds: S
 def table_markdown(metrics: dict) -> str:
     title = DATASET_TITLES.get(metrics["dataset"], metrics["dataset"])
     lines = [
-        f"Test worst-group / average accuracy (%), mean ± std over {len(metrics['seeds'])} seed(s) "
+        f"Test worst-group / average accuracy (%), mean ± population std (ddof 0) over {len(metrics['seeds'])} seed(s) "
         f"{metrics['seeds']}, retraining mode `{metrics['mode']}`.",
         "",
         f"| method | data | true groups | {title} |",

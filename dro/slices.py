@@ -15,14 +15,12 @@ Without alternatives (reasoning output that has none), B2T's rule: per class c a
 its attributes, each image compared with every class prototype, argmax = y -> bias-ALIGNED, otherwise
 bias-CONFLICTING. No threshold either way. Pseudo-group = ``2 * y + conflicting``.
 
-CLIP is loaded with ``CLIPModel`` / ``CLIPProcessor.from_pretrained`` (hub id or directory, the same
-path). Image embeddings are computed once, batched, and cached on disk, keyed by model and dataset.
+CLIP itself (loading, embeddings and their cache) is :mod:`common.clip`; the quality of the labels where
+true groups exist is :mod:`dro.labelling_quality`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,128 +28,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dro.data import GroupImageDataset
+from common.artifacts import ArtifactError, read_class_attributes
+from common.clip import normalise
+from common.errors import UserInputError
 from dro.templates import compose
 
 TextEncoder = Callable[[list[str]], torch.Tensor]
 
 
-class LabellingError(RuntimeError):
+class LabellingError(UserInputError, RuntimeError):
     """Slice labelling cannot run (no attributes for a class, CLIP missing, ...)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# CLIP
-# ---------------------------------------------------------------------------------------------
-
-
-class ClipEncoder:
-    """A CLIP model and its processor: texts and images -> L2-normalised embeddings."""
-
-    def __init__(self, model, processor, name: str, device: torch.device | str = "cpu") -> None:
-        self.model, self.processor, self.name, self.device = model, processor, name, torch.device(device)
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str, device: torch.device | str = "cpu",
-                        dtype: torch.dtype = torch.float32) -> ClipEncoder:
-        from transformers import CLIPModel, CLIPProcessor
-
-        try:
-            model = CLIPModel.from_pretrained(name_or_path, dtype=dtype).to(device).eval()
-            processor = CLIPProcessor.from_pretrained(name_or_path)
-        except OSError as e:
-            raise LabellingError(f"cannot load CLIP {name_or_path!r} (hub id or directory with config, "
-                                 f"weights and processor files): {e}") from e
-        return cls(model, processor, _model_key(name_or_path), device)
-
-    @torch.no_grad()
-    def encode_text(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
-        out = []
-        for s in range(0, len(texts), batch_size):
-            tok = self.processor.tokenizer(texts[s:s + batch_size], padding=True, truncation=True,
-                                           max_length=77, return_tensors="pt").to(self.device)
-            out.append(self.model.get_text_features(**tok).pooler_output.float())
-        return _normalise(torch.cat(out)).cpu()
-
-    @torch.no_grad()
-    def encode_images(self, dataset: GroupImageDataset, batch_size: int = 256, num_workers: int = 0,
-                      progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-        """Batched; file-backed datasets are decoded by ``num_workers`` DataLoader workers."""
-        loader = torch.utils.data.DataLoader(_PilImages(dataset), batch_size=batch_size, shuffle=False,
-                                             num_workers=num_workers, collate_fn=list)
-        out, done = [], 0
-        for images in loader:
-            pix = self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
-            pix = pix.to(self.device, self.model.dtype)
-            out.append(self.model.get_image_features(pixel_values=pix).pooler_output.float())
-            done += len(images)
-            if progress:
-                progress(done, len(dataset))
-        return _normalise(torch.cat(out)).cpu()
-
-
-class _PilImages(torch.utils.data.Dataset):
-    def __init__(self, dataset: GroupImageDataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int):
-        return self.dataset.image(i)
-
-
-def _normalise(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-
-
-def _model_key(name_or_path: str) -> str:
-    """A hub id as is; a directory by its path and the sizes + mtimes of its files (retrained -> new key)."""
-    p = Path(name_or_path)
-    if not p.is_dir():
-        return name_or_path
-    h = hashlib.sha256(str(p.resolve()).encode())
-    for f in sorted(p.rglob("*")):
-        if f.is_file():
-            st = f.stat()
-            h.update(f"{f.relative_to(p)}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return f"{p.name}-{h.hexdigest()[:12]}"
-
-
-def dataset_key(dataset: GroupImageDataset) -> str:
-    """Identity of a split's images (pixels, or file paths)."""
-    h = hashlib.sha256(f"{dataset.info.name}:{dataset.split}:{len(dataset)}".encode())
-    if dataset.pixels is not None:
-        h.update(np.ascontiguousarray(dataset.pixels).tobytes())
-    else:
-        for f in dataset.files:
-            h.update(str(f).encode())
-    return h.hexdigest()[:16]
-
-
-def cached_image_embeddings(encoder: ClipEncoder, dataset: GroupImageDataset, cache_dir: Path | str,
-                            batch_size: int = 256, log: Callable[[str], None] = print,
-                            num_workers: int = 0) -> torch.Tensor:
-    """Image embeddings of a split, computed once and cached as safetensors (keyed by model + dataset)."""
-    from safetensors.torch import load_file, save
-
-    from dro.io import atomic_writer
-    from dro.progress import progress_bar
-
-    key = hashlib.sha256(f"{encoder.name}|{dataset_key(dataset)}".encode()).hexdigest()[:20]
-    path = Path(cache_dir) / f"{dataset.info.name}-{dataset.split}-{key}.safetensors"
-    if path.exists():
-        emb = load_file(path)["embeddings"]
-        if len(emb) == len(dataset):
-            log(f"image embeddings from cache {path}")
-            return emb
-    log(f"embedding {len(dataset)} {dataset.split} images with CLIP {encoder.name}")
-    with progress_bar(desc=f"CLIP {dataset.split} images", total=len(dataset), unit="img") as bar:
-        emb = encoder.encode_images(dataset, batch_size, num_workers=num_workers,
-                                    progress=lambda done, _total: bar.update(done - bar.n))
-    with atomic_writer(path, "wb") as f:
-        f.write(save({"embeddings": emb.contiguous()}))
-    return emb
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,8 +58,8 @@ def class_prototypes(
         if not words:
             raise LabellingError(f"class {c} has no slice keywords")
         texts = [t for w in words for t in compose(w, list(templates), list(class_templates))]
-        emb = _normalise(encode_text(texts).float())
-        protos.append(_normalise(emb.mean(0)))
+        emb = normalise(encode_text(texts).float())
+        protos.append(normalise(emb.mean(0)))
     return torch.stack(protos)
 
 
@@ -199,7 +85,7 @@ def assign_slices(image_emb: torch.Tensor, y: np.ndarray, prototypes: torch.Tens
 
 
 def _softmax(image_emb: torch.Tensor, prototypes: torch.Tensor, temperature: float) -> np.ndarray:
-    logits = _normalise(image_emb.float()) @ prototypes.float().t() / temperature
+    logits = normalise(image_emb.float()) @ prototypes.float().t() / temperature
     return torch.softmax(logits, dim=1).numpy()
 
 
@@ -286,97 +172,14 @@ def pseudo_group_names(class_names: Sequence[str]) -> list[str]:
     return [f"{c}|{s}" for c in class_names for s in ("aligned", "conflicting")]
 
 
-# ---------------------------------------------------------------------------------------------
-# Quality where true groups exist
-# ---------------------------------------------------------------------------------------------
-
-
-def aligned_values_by_lift(train_y: np.ndarray, train_a: np.ndarray, num_classes: int,
-                           num_values: int) -> tuple[tuple[int, ...], ...]:
-    """Per class, the attribute values that are bias-ALIGNED: over-represented in the class in TRAIN,
-    ``P(a | y) > P(a)`` (lift above 1). Unlike the class's most frequent value, this names CelebA's
-    non-blond class aligned with "male" (male is more common among non-blond than overall), not with
-    "female" (the majority value of every class)."""
-    known = train_a >= 0
-    y, a = train_y[known], train_a[known]
-    base = np.bincount(a, minlength=num_values) / max(len(a), 1)
-    out = []
-    for c in range(num_classes):
-        in_class = a[y == c]
-        if not len(in_class):
-            out.append(())
-            continue
-        cond = np.bincount(in_class, minlength=num_values) / len(in_class)
-        out.append(tuple(int(v) for v in np.flatnonzero(cond > base + 1e-12)))
-    return tuple(out)
-
-
-def true_conflicting(y: np.ndarray, a: np.ndarray, aligned: Sequence[Sequence[int]]) -> np.ndarray:
-    """True bias-conflicting membership: attribute known, and not one of the class's aligned values. A
-    class with no aligned value (attribute independent of it) has no conflicting image."""
-    y, a = np.asarray(y), np.asarray(a)
-    out = np.zeros(len(y), dtype=bool)
-    for c, values in enumerate(aligned):
-        m = (y == c) & (a >= 0)
-        if values:
-            out[m] = ~np.isin(a[m], list(values))
-    return out
-
-
-def labelling_quality(pred_conflicting: np.ndarray, true_conflict: np.ndarray, y: np.ndarray,
-                      known: np.ndarray, class_names: Sequence[str]) -> dict:
-    """Accuracy of aligned/conflicting, the F1 of the bias-conflicting slice pooled over all images (as
-    B2T reports it) and per class (images with a known attribute only)."""
-    from sklearn.metrics import f1_score, precision_score, recall_score
-
-    known = np.asarray(known, dtype=bool)
-    p, t, yk = pred_conflicting[known], true_conflict[known], y[known]
-    out: dict = {"num_images": int(known.sum()), "accuracy": float((p == t).mean()) if len(p) else None,
-                 "f1_conflicting_pooled": float(f1_score(t, p, zero_division=0)) if len(p) else None,
-                 "per_class": {}}
-    for c, name in enumerate(class_names):
-        m = yk == c
-        out["per_class"][name] = {
-            "f1_conflicting": float(f1_score(t[m], p[m], zero_division=0)) if m.any() else None,
-            "precision_conflicting": float(precision_score(t[m], p[m], zero_division=0)) if m.any() else None,
-            "recall_conflicting": float(recall_score(t[m], p[m], zero_division=0)) if m.any() else None,
-            "true_conflicting": int(t[m].sum()), "pred_conflicting": int(p[m].sum()),
-        }
-    return out
-
-
 def read_attributes(reasoning_dir: Path | str, class_names: Sequence[str]) -> list[ClassSlices]:
-    """Per class, what ``<reasoning_dir>/<ccc>_<name>/attributes.json`` says: ``attributes`` and, where
-    the reasoning stage wrote them, ``verdict`` and ``alternatives``. Without a verdict every class must
-    have attributes (older reasoning output); with ``verdict: no_evidence`` the class has none."""
-    reasoning_dir = Path(reasoning_dir)
+    """Per class, what the reasoning stage's ``attributes.json`` says (:func:`common.artifacts.read_class_attributes`):
+    ``attributes`` and, where it wrote them, ``verdict`` and ``alternatives``."""
     out = []
     for c, name in enumerate(class_names):
-        matches = sorted(reasoning_dir.glob(f"{c:03d}_*/attributes.json"))
-        if not matches:
-            raise LabellingError(f"no attributes for class {c} ({name}): expected "
-                                 f"{reasoning_dir}/{c:03d}_<name>/attributes.json (run the reason stage)")
-        path = matches[0]
-        d = json.loads(path.read_text())
-        words = _phrases(d.get("attributes", []))
-        verdict = d.get("verdict")
-        if verdict not in (None, "biased", "no_evidence"):
-            raise LabellingError(f"{path}: verdict must be 'biased' or 'no_evidence', got {verdict!r}")
-        if verdict == "no_evidence" and words:
-            raise LabellingError(f"{path}: verdict is no_evidence but 'attributes' is not empty")
-        if verdict != "no_evidence" and not words:
-            raise LabellingError(f"{path}: 'attributes' is empty")
-        raw_alt = d.get("alternatives") or {}
-        if not isinstance(raw_alt, dict):
-            raise LabellingError(f"{path}: 'alternatives' must map each attribute to a list of phrases")
-        alternatives = {}
-        for a in words:
-            alt = [p for p in _phrases(raw_alt.get(a, [])) if p != a]
-            if alt:
-                alternatives[a] = tuple(dict.fromkeys(alt))
-        out.append(ClassSlices(name, tuple(words), alternatives, verdict))
+        try:
+            a = read_class_attributes(reasoning_dir, c, name)
+        except ArtifactError as e:
+            raise LabellingError(str(e)) from None
+        out.append(ClassSlices(name, a.attributes, a.alternatives, a.verdict))
     return out
-
-
-def _phrases(values) -> list[str]:
-    return [str(w).strip() for w in values if str(w).strip()]

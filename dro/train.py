@@ -9,7 +9,7 @@ training or selection.
 
 Resuming: after every epoch ``last.pt`` (model, optimizer, DRO state ``q``, RNG states, history,
 best-so-far) is written atomically, and the best weights go to ``best.safetensors`` (stamped with the
-run's fingerprint and epoch). The order of samples in epoch ``e`` is a pure function of (seed, e), so a
+run's fingerprint and epoch; ``last.pt`` keeps the file's SHA-256, checked before the weights are loaded). The order of samples in epoch ``e`` is a pure function of (seed, e), so a
 run killed at any point and rerun ends with the same weights as an uninterrupted run. Only an
 INTERRUPTED run is resumed: a checkpoint written for different settings, data, initial weights, code or
 device type (its fingerprint differs), or whose ``best.safetensors`` belongs to another run, is ignored;
@@ -25,46 +25,22 @@ import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.fingerprint import code_digest, json_digest, module_dir
+from common.io import atomic_write_json, atomic_writer
+from common.progress import progress_bar
+from dro.config import TrainConfig
 from dro.evaluate import group_accuracies, worst_group_accuracy
 from dro.group_dro import ERMLoss, GroupDROLoss, epoch_order
-from dro.io import atomic_write_json, atomic_writer
-from dro.progress import progress_bar
 from dro.sources import InputSource, predict
 
 LAST = "last.pt"
 BEST = "best.safetensors"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyper-parameters of one training run (docs/METHOD.md section 4 for the DRO part)."""
-
-    method: Literal["erm", "group_dro"]
-    epochs: int
-    batch_size: int
-    lr: float
-    seed: int
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    eta: float = 0.01
-    adjustment: float = 0.0
-    normalize_loss: bool = False
-    balanced_sampling: bool = True
-    eval_batch_size: int = 512
-
-    def __post_init__(self) -> None:
-        if self.method not in ("erm", "group_dro"):
-            raise ValueError(f"method must be 'erm' or 'group_dro', got {self.method!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
 
 
 @dataclass
@@ -114,13 +90,15 @@ def _hash_module(module: nn.Module) -> str:
 
 def _code_version() -> str:
     """Hash of the code that can change a run: every module of the ``dro`` package (trainer, losses,
-    sources, image decoding and geometry, models, selection metrics) and torch's version (its kernels).
-    A fixed bug must not resume a checkpoint made with the bug."""
-    root = Path(__file__).resolve().parent
-    h = hashlib.sha256(torch.__version__.encode())
-    for path in sorted(root.rglob("*.py")):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()[:16]
+    sources, image decoding and geometry, selection metrics), of ``common`` (the classifier archs and their
+    preprocessing, the CLIP encoder, atomic writes) and of ``world`` (the synthetic world's renderer: its
+    images are the training data), and torch's version (its kernels). A fixed bug must not resume a
+    checkpoint made with the bug."""
+    import common
+    import dro
+    import world
+
+    return json_digest([code_digest(module_dir(m), extra=torch.__version__) for m in (dro, common, world)], 16)
 
 
 def fingerprint(module: nn.Module, cfg: TrainConfig, train: SplitData, val: SplitData,
@@ -128,7 +106,7 @@ def fingerprint(module: nn.Module, cfg: TrainConfig, train: SplitData, val: Spli
     """Identity of a run: training code, settings, device type, data, visible groups and the INITIAL weights."""
     parts = {
         "code": _code_version(),
-        "cfg": asdict(cfg),
+        "cfg": cfg.identity(),
         "device": torch.device(device).type,
         "init": _hash_module(module),
         "train": [train.source.fingerprint(), _hash_arrays(train.y, train.groups), train.num_groups],
@@ -187,11 +165,29 @@ def _read_best_stamp(path: Path) -> dict[str, str] | None:
     return {k: meta[k] for k in ("fingerprint", "epoch") if k in meta}
 
 
+def _best_weights(path: Path, fp: str, best: dict) -> dict[str, torch.Tensor] | None:
+    """The weights in ``path`` if it is exactly the file this run wrote for its best epoch: stamped with
+    the run's fingerprint and epoch AND with the bytes whose SHA-256 the run recorded (a file overwritten,
+    truncated or zeroed after the fact is not this run's, whatever its stamp says); else None. The bytes
+    are read once, so what is checked is what is loaded."""
+    from safetensors.torch import load
+
+    if _read_best_stamp(path) != _best_stamp(fp, best["epoch"]):
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if hashlib.sha256(data).hexdigest() != best.get("sha256"):
+        return None
+    return load(data)
+
+
 def _why_not_resume(state: dict, fp: str, cfg: TrainConfig, best_path: Path, session: str | None) -> str | None:
     """None when ``state`` may be resumed, else the reason (one clause for the log)."""
     if state.get("fingerprint") != fp:
         return "written for other settings, data, initial weights, code or device"
-    if _read_best_stamp(best_path) != _best_stamp(fp, state["best"]["epoch"]):
+    if _best_weights(best_path, fp, state["best"]) is None:
         return f"{best_path.name} is not this run's best epoch"
     if state["epoch"] >= cfg.epochs and (session is None or state.get("session") != session):
         return "that run finished in an earlier invocation (a new invocation trains again)"
@@ -218,7 +214,7 @@ def train(
     rerun after a crash skips the runs already done while a new invocation (``dvc repro -f``) trains again.
     ``on_batch(epoch, step)`` is called after every optimiser step (progress bars, tests that
     interrupt a run)."""
-    from safetensors.torch import load_file, save
+    from safetensors.torch import save
 
     ckpt_dir = Path(ckpt_dir)
     module.to(device)
@@ -284,10 +280,11 @@ def train(
         history.append(row)
         score = row["val_worst_group_acc"] if selection == "val_worst_group" else row["val_acc"]
         if score > best["score"]:
-            best = {"epoch": epoch, "score": float(score)}
+            data = save({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
+                        metadata=_best_stamp(fp, epoch))
+            best = {"epoch": epoch, "score": float(score), "sha256": hashlib.sha256(data).hexdigest()}
             with atomic_writer(ckpt_dir / BEST, "wb") as f:
-                f.write(save({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
-                             metadata=_best_stamp(fp, epoch)))
+                f.write(data)
         log(f"epoch {epoch}/{cfg.epochs} loss {row['train_loss']:.4f} train_acc {row['train_acc']:.3f} "
             f"val_acc {row['val_acc']:.3f}"
             + (f" val_wg {row['val_worst_group_acc']:.3f}" if "val_worst_group_acc" in row else ""))
@@ -299,10 +296,11 @@ def train(
         with atomic_writer(last, "wb") as f:
             torch.save(state, f)
 
-    if _read_best_stamp(ckpt_dir / BEST) != _best_stamp(fp, best["epoch"]):  # another process wrote it
+    weights = _best_weights(ckpt_dir / BEST, fp, best)
+    if weights is None:  # another process wrote it, or it was changed after this run wrote it
         raise RuntimeError(f"{ckpt_dir / BEST} is not epoch {best['epoch']} of this run: was the same checkpoint "
-                           "folder used by two runs at once?")
-    module.load_state_dict(load_file(ckpt_dir / BEST))
+                           "folder used by two runs at once, or the file changed?")
+    module.load_state_dict(weights)
     module.eval()
     atomic_write_json(ckpt_dir / "history.json", {"fingerprint": fp, "best": best, "history": history})
     return TrainResult(best_epoch=best["epoch"], best_score=best["score"], selection=selection,

@@ -15,34 +15,21 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from common.errors import UserInputError
+
 PREPARED_DIR = Path("data/prepared")
 OUTPUTS_DIR = Path("outputs")
 RESULTS_DIR = Path("results")
 METRICS_DIR = Path("metrics")
 
 
-class StageInputError(RuntimeError):
+class StageInputError(UserInputError, RuntimeError):
     """Bad input detected by a stage itself (not by the params schema or a dataset loader)."""
 
 
-# Exception types that mean "your input is wrong", by the module that defines each. They are looked up in
-# sys.modules when an error is being reported, never imported: an exception of a type whose module was
-# never loaded cannot have been raised, and importing dro.data (torch, PIL) just to report a params error
-# cost up to a minute on a loaded machine.
-_USER_ERRORS = (
-    ("stages.params", "ParamsError"),
-    ("dro.data.base", "DatasetError"),
-    ("dexter.errors", "DexterInputError"),  # the explanation core's own input errors
-)
-
-
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean 'your input is wrong' (of the modules loaded so far)."""
-    errors: list[type[BaseException]] = [StageInputError, FileNotFoundError]
-    for module, name in _USER_ERRORS:
-        if module in sys.modules:
-            errors.append(getattr(sys.modules[module], name))
-    return tuple(errors)
+    """Exception types that mean 'your input is wrong': the project's one root, and a missing file."""
+    return (UserInputError, FileNotFoundError)
 
 
 def stage_main(fn: Callable[[], None]) -> Callable[[], None]:
@@ -80,9 +67,9 @@ def one_line(e: BaseException) -> str:
 def show_progress_in_logs() -> None:
     """What a stage prints reaches a log as it happens: stdout line-buffered even when it is not a
     terminal (else block buffering holds every line until the stage ends), and the project's own
-    ``logging`` messages (``dexter.*``, ``dro.*``: which class is being reasoned about, gate results) on
+    ``logging`` messages (``common.*``, ``world.*``, ``dexter.*``, ``dro.*``: which class is being reasoned about, gate results) on
     stderr. In a log, the libraries' own bars (model loading, downloads) are switched off: they redraw with
-    carriage returns, while the project's bars (``dro.progress``) print plain lines. Idempotent."""
+    carriage returns, while the project's bars (``common.progress``) print plain lines. Idempotent."""
     import logging
 
     reconfigure = getattr(sys.stdout, "reconfigure", None)
@@ -91,7 +78,7 @@ def show_progress_in_logs() -> None:
     if not sys.stderr.isatty():  # read when tqdm / huggingface_hub are first imported, after this
         os.environ.setdefault("TQDM_DISABLE", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    for name in ("dexter", "dro"):
+    for name in ("common", "world", "dexter", "dro"):
         logger = logging.getLogger(name)
         if not any(getattr(h, "_stage_handler", False) for h in logger.handlers):
             handler = logging.StreamHandler(sys.stderr)
@@ -99,40 +86,6 @@ def show_progress_in_logs() -> None:
             handler._stage_handler = True  # type: ignore[attr-defined]
             logger.addHandler(handler)
             logger.setLevel(logging.INFO)
-
-
-def resolve_device(spec: str):
-    """``auto`` -> cuda if available else cpu; anything else is passed to torch, checked early (an unknown
-    device, or a GPU this machine does not have, is a one-line error before any model is loaded)."""
-    import torch
-
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except (RuntimeError, ValueError):
-        raise StageInputError(
-            f"device: {spec!r} is not a device (use 'auto', 'cpu', 'cuda' or 'cuda:<index>')") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise StageInputError(f"device: {spec!r} asked for, but no CUDA device is available (use 'auto' or 'cpu')")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise StageInputError(f"device: {spec!r} asked for, but this machine has {torch.cuda.device_count()} "
-                                  "CUDA device(s)")
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise StageInputError(f"device: {spec!r} asked for, but MPS is not available (use 'auto' or 'cpu')")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise StageInputError(f"device: {spec!r}: the stages run on 'cpu', 'cuda' or 'mps'")
-    return device
-
-
-def compute_dtype(device):
-    """Half precision on GPUs (bf16 where supported), full precision on CPU."""
-    import torch
-
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
 
 
 def stage_session(marker: Path) -> str:
@@ -143,7 +96,7 @@ def stage_session(marker: Path) -> str:
     changed dependency, ``dvc repro -f``) gets a new id and does the work again. Unfinished checkpoints of
     the same fingerprint resume in either case (``dro.train.train``).
     """
-    from dro.io import atomic_write_json
+    from common.io import atomic_write_json
 
     try:
         return str(json.loads(Path(marker).read_text())["session"])

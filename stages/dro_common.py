@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
-from pathlib import Path
 
-from stages.common import METRICS_DIR, OUTPUTS_DIR, PREPARED_DIR, RESULTS_DIR, StageInputError
+from stages.common import METRICS_DIR, OUTPUTS_DIR, PREPARED_DIR, RESULTS_DIR
 from stages.params import Params
 
 ERM_DIR = OUTPUTS_DIR / "erm"
@@ -20,23 +18,11 @@ LABELLING_METRICS = METRICS_DIR / "labelling.json"
 
 __all__ = ["PREPARED_DIR", "RESULTS_DIR", "ERM_DIR", "REASONING_DIR", "LABELS_DIR", "RETRAIN_DIR", "CHECKPOINTS",
            "CACHE", "ERM_METRICS", "LABELLING_METRICS", "log", "model_spec", "full_train_config",
-           "last_layer_train_config", "input_errors"]
+           "last_layer_train_config"]
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-@contextmanager
-def input_errors():
-    """The dro library's input errors (missing CLIP, unknown arch, missing attributes) as one-line stage errors."""
-    from dro.models import ModelError
-    from dro.slices import LabellingError
-
-    try:
-        yield
-    except (ModelError, LabellingError) as e:
-        raise StageInputError(str(e)) from e
 
 
 def model_spec(params: Params):
@@ -47,24 +33,17 @@ def model_spec(params: Params):
 
 
 def full_train_config(params: Params, seed: int, *, erm: bool = False):
-    """Settings for training a whole classifier (``erm``: the audited model, ``erm_epochs`` if set)."""
-    from dro.train import TrainConfig
+    """Settings for training a whole classifier (``erm``: the audited model, ``erm_epochs`` if set). The
+    audited ERM model reads the dataset's ``train`` section only: no ``dro.*`` setting reaches it."""
+    from dro.config import train_config
 
-    t, d = params.train, params.dro
-    epochs = (t.erm_epochs or t.epochs) if erm else t.epochs
-    return TrainConfig(
-        method="erm", epochs=epochs, batch_size=t.batch_size, lr=t.lr, seed=seed, optimizer=t.optimizer,
-        momentum=t.momentum, weight_decay=t.weight_decay, eta=d.eta, adjustment=d.adjustment,
-        normalize_loss=d.normalize_loss, balanced_sampling=d.balanced_sampling, eval_batch_size=d.eval_batch_size,
-    )
+    t = params.train
+    if erm:
+        return train_config(t, method="erm", epochs=t.erm_epochs or t.epochs, seed=seed)
+    return train_config(t, params.dro, method="erm", seed=seed)
 
 
 def last_layer_train_config(params: Params, seed: int):
-    from dro.train import TrainConfig
+    from dro.config import train_config
 
-    d, ll = params.dro, params.dro.last_layer
-    return TrainConfig(
-        method="erm", epochs=ll.epochs, batch_size=ll.batch_size, lr=ll.lr, seed=seed, optimizer=ll.optimizer,
-        momentum=ll.momentum, weight_decay=ll.weight_decay, eta=d.eta, adjustment=d.adjustment,
-        normalize_loss=d.normalize_loss, balanced_sampling=d.balanced_sampling, eval_batch_size=d.eval_batch_size,
-    )
+    return train_config(params.dro, params.dro.last_layer, method="erm", seed=seed)

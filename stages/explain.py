@@ -1,7 +1,7 @@
 """Stage ``explain``: DEXTER on the audited classifier -> ``outputs/dexter/``.
 
 Reads params.yaml (``dexter`` section with the dataset's overrides, the dataset's model set, ``device``),
-the ERM classifier in ``outputs/erm`` (``dro.models.load_classifier``), and writes one folder per class
+the ERM classifier in ``outputs/erm`` (``common.classifier.load_classifier``), and writes one folder per class
 (``<index:03d>_<name>/keywords.json`` + runs, see ``dexter.outputs``) and a metrics JSON. dvc.yaml runs
 it once per class (``--class-index c``) so DVC caches each class; given several classes it optimises them
 together, one batched step at a time.
@@ -17,39 +17,24 @@ A finished stage leaves no work folder, so a forced rerun (``dvc repro -f``) com
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-from stages.common import METRICS_DIR, OUTPUTS_DIR, StageInputError, resolve_device, stage_main
+from common.device import resolve_device
+from stages.common import METRICS_DIR, OUTPUTS_DIR, StageInputError, stage_main
 from stages.dro_common import CHECKPOINTS, ERM_DIR
 
 DEXTER_DIR = OUTPUTS_DIR / "dexter"
 WORK_ROOT = CHECKPOINTS / "explain"  # unfinished classes; survives DVC's deletion of the stage's outputs
 
 
-def dexter_config(section):
-    """The library config from the validated ``dexter`` params section."""
-    from dexter.optimize import DexterConfig
-
-    return DexterConfig(
-        mode=section.mode, runs_per_class=section.runs_per_class, steps=section.steps, lr=section.lr,
-        adam_eps=section.adam_eps, early_stop=section.early_stop, min_steps=section.min_steps,
-        num_feature_neurons=section.num_feature_neurons, images_per_step=section.images_per_step,
-        inference_steps=section.inference_steps, guidance_scale=section.guidance_scale,
-        resolution=section.resolution, seed=section.seed, max_batch=section.max_batch,
-        save_frames=section.save_frames, collect_hits=section.collect_hits, step_noise=section.step_noise,
-        safety_checker=section.safety_checker,
-    )
-
-
 @stage_main
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--classifier", type=Path, default=ERM_DIR, help="a dro.models classifier folder")
+    ap.add_argument("--classifier", type=Path, default=ERM_DIR, help="a common.classifier classifier folder")
     ap.add_argument("--out", type=Path, default=DEXTER_DIR)
     ap.add_argument("--metrics", type=Path, default=METRICS_DIR / "dexter.json")
     ap.add_argument("--class-index", type=int, nargs="+", default=None, help="override dexter.classes")
@@ -63,10 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     work = args.work or WORK_ROOT / args.out.name
 
     from stages.params import load_params
+    from stages.params.dexter import library_config
 
     params = load_params(args.params)
     section, models = params.dexter_settings, params.model_set
-    config = dexter_config(section)  # invalid settings fail here, before any model is read
+    config = library_config(section)  # invalid settings fail here, before any model is read
     device = resolve_device(params.device)
 
     from dexter.classifiers import wrap_pipeline_classifier
@@ -75,19 +61,16 @@ def main(argv: list[str] | None = None) -> None:
     check_model_specs(models.stable_diffusion, models.bert, models.lcm_lora)
     if not args.classifier.is_dir():
         raise StageInputError(f"no classifier at {args.classifier} (run the train_erm stage first)")
-    from dro.models import ModelError, load_classifier
+    from common.classifier import load_classifier
 
-    try:
-        classifier = wrap_pipeline_classifier(load_classifier(args.classifier))
-    except ModelError as e:
-        raise StageInputError(str(e)) from None
+    classifier = wrap_pipeline_classifier(load_classifier(args.classifier))
     classes = args.class_index or section.classes or list(range(classifier.num_classes))
     bad = [c for c in classes if not 0 <= c < classifier.num_classes]
     if bad and args.skip_absent_classes:
         print(f"class(es) {bad} skipped: the classifier has {classifier.num_classes} classes", flush=True)
         classes = [c for c in classes if c not in bad]
         if not classes:
-            from dro.io import atomic_write_json
+            from common.io import atomic_write_json
 
             args.out.mkdir(parents=True, exist_ok=True)
             atomic_write_json(args.metrics, {"classes": {}, "skipped": bad, "seconds_this_invocation": 0.0})
@@ -129,12 +112,10 @@ def run_fingerprint(config, section, run_info: dict, classes, device, classifier
     and modification time: re-hashing gigabytes of SD weights on every start would cost more than it
     protects), and the DEXTER code.
     """
+    import common
     import dexter
-    from dexter.outputs import tree_signature
+    from common.fingerprint import code_digest, json_digest, module_dir, tree_signature
 
-    code = hashlib.sha256()
-    for path in sorted(Path(dexter.__file__).parent.glob("*.py")):
-        code.update(path.name.encode() + b"\0" + path.read_bytes())
     models = {}
     for key in ("stable_diffusion", "lcm_lora", "bert"):
         spec = run_info[key]
@@ -142,14 +123,16 @@ def run_fingerprint(config, section, run_info: dict, classes, device, classifier
     parts = {
         "config": asdict(config), "dtype": section.dtype, "feature_neurons": section.feature_neurons,
         "classes": sorted(classes), "device": device.type, "dataset": run_info["dataset"],
-        "classifier": tree_signature(classifier_dir, contents=True), "models": models, "code": code.hexdigest(),
+        "classifier": tree_signature(classifier_dir, contents=True), "models": models,
+        # the DEXTER core (its top-level modules, not the reasoning) and the shared base
+        "code": [code_digest(module_dir(dexter), module_dir(dexter).glob("*.py")), code_digest(module_dir(common))],
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return json_digest(parts)
 
 
 def write_metrics(done: dict, path: Path, seconds: float, runs_reused: int = 0) -> dict:
     """Per class: keywords, steps and hits of every run (small enough for ``dvc metrics show``)."""
-    from dro.io import atomic_write_json
+    from common.io import atomic_write_json
 
     classes = {}
     for c, kw_path in sorted(done.items()):

@@ -16,8 +16,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.common import compute_dtype, resolve_device, stage_main
-from stages.dro_common import CACHE, LABELLING_METRICS, LABELS_DIR, PREPARED_DIR, REASONING_DIR, input_errors, log
+from common.device import compute_dtype, resolve_device
+from stages.common import stage_main
+from stages.dro_common import CACHE, LABELLING_METRICS, LABELS_DIR, PREPARED_DIR, REASONING_DIR, log
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -33,11 +34,12 @@ def run(argv: list[str] | None = None) -> None:
 
     params = load_params(args.params)
 
+    from common.clip import ClipEncoder
+    from common.io import atomic_write_json
     from dro.ablations import ABLATIONS, ablation_slices
     from dro.data import open_prepared
-    from dro.io import atomic_write_json
     from dro.pipeline import label_splits
-    from dro.slices import ClipEncoder, read_attributes
+    from dro.slices import read_attributes
     from dro.templates import TEMPLATE_SETS, default_templates
 
     lab = params.labelling
@@ -55,18 +57,17 @@ def run(argv: list[str] | None = None) -> None:
     settings = dict(templates=templates, class_templates=class_templates, temperature=lab.temperature,
                     cache_dir=CACHE / "clip", out_dir=args.out, batch_size=lab.batch_size,
                     num_workers=params.train.num_workers, log=log)
-    with input_errors():
-        slices = read_attributes(args.reasoning, info.class_names)
-        encoder = ClipEncoder.from_pretrained(params.model_set.clip, device, compute_dtype(device))
-        quality = label_splits(datasets, encoder, slices, **settings)
-        ablations = {}
-        for method in (m for m in params.methods if m in ABLATIONS):
-            chosen = ablation_slices(method, info.class_names, world.attribute_values if world else None,
-                                     params.seed)
-            log(f"{method}: attributes {[list(s.attributes) for s in chosen]}")
-            q = label_splits(datasets, encoder, chosen, **settings, method=method)
-            ablations[method] = {split: {k: v[k] for k in ("pseudo_group_counts", "accuracy", "f1_conflicting_pooled")
-                                         if k in v} for split, v in q.items()}
+    slices = read_attributes(args.reasoning, info.class_names)
+    encoder = ClipEncoder.from_pretrained(params.model_set.clip, device, compute_dtype(device))
+    quality = label_splits(datasets, encoder, slices, **settings)
+    ablations = {}
+    for method in (m for m in params.methods if m in ABLATIONS):
+        chosen = ablation_slices(method, info.class_names, world.attribute_values if world else None,
+                                 params.seed)
+        log(f"{method}: attributes {[list(s.attributes) for s in chosen]}")
+        q = label_splits(datasets, encoder, chosen, **settings, method=method)
+        ablations[method] = {split: {k: v[k] for k in ("pseudo_group_counts", "accuracy", "f1_conflicting_pooled")
+                                     if k in v} for split, v in q.items()}
     for split, q in quality.items():
         log(f"{split}: pseudo-groups {q['pseudo_group_counts']}"
             + (f", accuracy vs true {q['accuracy']:.3f}, pooled F1 {q['f1_conflicting_pooled']:.3f}"

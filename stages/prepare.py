@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.common import METRICS_DIR, OUTPUTS_DIR, PREPARED_DIR, StageInputError, stage_main
+from stages.common import METRICS_DIR, OUTPUTS_DIR, PREPARED_DIR, stage_main
 
 DECODED_CACHE = OUTPUTS_DIR / "cache" / "decoded"  # not a DVC output: survives DVC's deletion of data/prepared
 
@@ -60,19 +60,16 @@ def main() -> None:
 
     params = load_params(args.params)
 
+    from common.io import atomic_write_json
     from dro.data import open_prepared, write_prepared
-    from dro.io import atomic_write_json
 
     section = params.dataset_section
     if params.dataset == "synthetic" and Path(params.model_set.clip).is_dir():
         # Fail now, not after training, if the committed world models cannot draw this world.
-        from dexter.world.manifest import WorldNotCoveredError, check_world_covered
+        from world.manifest import check_world_covered
 
-        try:
-            check_world_covered(params.world_root, section.image_size, shapes=section.classes,
-                                colors=section.colors, backgrounds=section.backgrounds)
-        except WorldNotCoveredError as e:
-            raise StageInputError(str(e)) from None
+        check_world_covered(params.world_root, section.image_size, shapes=section.classes,
+                            colors=section.colors, backgrounds=section.backgrounds)
     if params.dataset == "synthetic":
         from dro.data.world_index import build_synthetic
 

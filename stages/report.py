@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from stages.common import METRICS_DIR, OUTPUTS_DIR, RESULTS_DIR, stage_main
 
@@ -23,9 +22,16 @@ def main() -> None:
 
     load_params(args.params)  # validate even though the report only reads files
 
-    from dro.audit_report import (EFFECT_COLUMNS, collect_classes, effects_rows, frame_grid, keywords_by_class,
-                                  render_html, render_markdown)
-    from dro.io import atomic_write_json, atomic_write_text
+    from common.io import atomic_write_json, atomic_write_text
+    from dro.audit_report import (
+        EFFECT_COLUMNS,
+        collect_classes,
+        effects_rows,
+        frame_grid,
+        keywords_by_class,
+        render_html,
+        render_markdown,
+    )
     from dro.report import summary_metrics
 
     audits = collect_classes(OUTPUTS_DIR / "dexter", OUTPUTS_DIR / "reasoning")

@@ -20,10 +20,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.common import end_stage_session, resolve_device, stage_main, stage_session
+from common.device import resolve_device
+from stages.common import end_stage_session, stage_main, stage_session
 from stages.dro_common import (
-    CACHE, CHECKPOINTS, ERM_DIR, LABELS_DIR, PREPARED_DIR, RESULTS_DIR, RETRAIN_DIR,
-    full_train_config, input_errors, last_layer_train_config, log, model_spec,
+    CACHE,
+    CHECKPOINTS,
+    ERM_DIR,
+    LABELS_DIR,
+    PREPARED_DIR,
+    RESULTS_DIR,
+    RETRAIN_DIR,
+    full_train_config,
+    last_layer_train_config,
+    log,
+    model_spec,
 )
 
 
@@ -40,18 +50,17 @@ def run(argv: list[str] | None = None) -> None:
 
     params = load_params(args.params)
 
+    from common.classifier import load_classifier
     from dro.data import open_prepared
     from dro.evaluate import convention_for
     from dro.pipeline import METHODS, load_pseudo_groups, retrain, reuse_erm
-    from dro.models import load_classifier
     from dro.report import build_metrics, write_results
 
     device = resolve_device(params.device)
     datasets = open_prepared(args.prepared)
     methods, mode = params.methods, params.dro.mode
     pseudo = {m: load_pseudo_groups(args.labels, datasets, method=m) for m in methods if METHODS[m][1] == "pseudo"}
-    with input_errors():
-        erm_model = load_classifier(args.erm, device) if mode == "last_layer" else None
+    erm_model = load_classifier(args.erm, device) if mode == "last_layer" else None
     per_seed: dict[str, list[dict]] = {m: [] for m in methods}
     histories: dict[str, list[list[dict]]] = {m: [] for m in methods}
     session = stage_session(CHECKPOINTS / "retrain" / "invocation.json")
@@ -61,17 +70,15 @@ def run(argv: list[str] | None = None) -> None:
             log(f"== {method}, seed {seed}, mode {mode}")
             run_ = None
             if method == "erm" and mode == "full":
-                with input_errors():
-                    run_ = reuse_erm(args.erm, datasets, model_spec(params), cfg,
-                                     convention_for(params.dataset), device, log=log)
+                run_ = reuse_erm(args.erm, datasets, model_spec(params), cfg,
+                                 convention_for(params.dataset), device, log=log)
             if run_ is None:
-                with input_errors():
-                    run_ = retrain(method, datasets, model_spec(params), cfg, pseudo=pseudo.get(method), mode=mode,
-                                   erm_model=erm_model,
-                                   ckpt_dir=CHECKPOINTS / "retrain" / mode / method / f"seed{seed}",
-                                   cache_dir=CACHE / "features", model_out=RETRAIN_DIR / method / f"seed{seed}",
-                                   convention=convention_for(params.dataset), device=device, log=log,
-                                   session=session)
+                run_ = retrain(method, datasets, model_spec(params), cfg, pseudo=pseudo.get(method), mode=mode,
+                               erm_model=erm_model,
+                               ckpt_dir=CHECKPOINTS / "retrain" / mode / method / f"seed{seed}",
+                               cache_dir=CACHE / "features", model_out=RETRAIN_DIR / method / f"seed{seed}",
+                               convention=convention_for(params.dataset), device=device, log=log,
+                               session=session)
             per_seed[method].append({"seed": seed, **run_.metrics})
             histories[method].append(run_.result.history)
     metrics = build_metrics(params.dataset, per_seed, params.seeds, mode)

@@ -11,8 +11,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.common import end_stage_session, resolve_device, stage_main, stage_session
-from stages.dro_common import CHECKPOINTS, ERM_DIR, ERM_METRICS, PREPARED_DIR, full_train_config, input_errors, log, model_spec
+from common.device import resolve_device
+from stages.common import end_stage_session, stage_main, stage_session
+from stages.dro_common import (
+    CHECKPOINTS,
+    ERM_DIR,
+    ERM_METRICS,
+    PREPARED_DIR,
+    full_train_config,
+    log,
+    model_spec,
+)
 
 SESSION = CHECKPOINTS / "erm" / "invocation.json"
 
@@ -29,9 +38,9 @@ def run(argv: list[str] | None = None) -> None:
 
     params = load_params(args.params)
 
+    from common.io import atomic_write_json
     from dro.data import open_prepared
     from dro.evaluate import convention_for
-    from dro.io import atomic_write_json
     from dro.pipeline import evaluate_on_test, train_erm_classifier
 
     device = resolve_device(params.device)
@@ -39,9 +48,8 @@ def run(argv: list[str] | None = None) -> None:
     spec = model_spec(params)
     cfg = full_train_config(params, params.seed, erm=True)
     session = stage_session(SESSION)
-    with input_errors():
-        model, result = train_erm_classifier(datasets, spec, cfg, CHECKPOINTS / "erm", args.out, device, log=log,
-                                             session=session)
+    model, result = train_erm_classifier(datasets, spec, cfg, CHECKPOINTS / "erm", args.out, device, log=log,
+                                         session=session)
     test = evaluate_on_test(model, datasets, spec, convention_for(params.dataset), device, cfg.eval_batch_size)
     atomic_write_json(args.metrics, {
         "best_epoch": result.best_epoch, "selection": result.selection, "val_acc": result.best_score,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.common import METRICS_DIR, StageInputError, stage_main
+from stages.common import METRICS_DIR, stage_main
 
 
 @stage_main
@@ -24,7 +24,7 @@ def main() -> None:
 
     params = load_params(args.params)
     if params.dataset != "synthetic":
-        from dro.io import atomic_write_json
+        from common.io import atomic_write_json
 
         atomic_write_json(args.metrics, {"skipped": f"dataset is {params.dataset}: the world models are not used"})
         print(f"world gates skipped: dataset is {params.dataset}")
@@ -32,14 +32,11 @@ def main() -> None:
     section = params.synthetic
     models = params.models[section.models]
 
-    from dexter.world.gates import run_gates
-    from dexter.world.manifest import WorldNotCoveredError, check_world_covered
+    from world.gates import run_gates
+    from world.manifest import check_world_covered
 
-    try:
-        check_world_covered(params.world_root, section.image_size, shapes=section.classes, colors=section.colors,
-                            backgrounds=section.backgrounds)
-    except WorldNotCoveredError as e:
-        raise StageInputError(str(e)) from None
+    check_world_covered(params.world_root, section.image_size, shapes=section.classes, colors=section.colors,
+                        backgrounds=section.backgrounds)
     run_gates(
         params.world_root,
         n=params.world.gate_samples,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import configparser
 import hashlib
 import io
-import json
 import os
 import re
 import subprocess
@@ -36,7 +35,7 @@ def test_explain_stage_shows_progress():
 
 
 def test_progress_in_a_log_is_whole_lines_at_most_one_per_interval(monkeypatch):
-    from dro.progress import progress_bar
+    from common.progress import progress_bar
 
     monkeypatch.setenv("DEXTER_PROGRESS_INTERVAL", "0.05")
     log = io.StringIO()  # not a terminal
@@ -54,7 +53,7 @@ def test_progress_in_a_log_is_whole_lines_at_most_one_per_interval(monkeypatch):
 
 
 def test_a_bar_that_clears_itself_or_finishes_fast_leaves_no_line(monkeypatch):
-    from dro.progress import progress_bar
+    from common.progress import progress_bar
 
     monkeypatch.setenv("DEXTER_PROGRESS_INTERVAL", "30")
     log = io.StringIO()
@@ -231,10 +230,10 @@ def test_package_states_ranges_and_constraints_pin_them():
 def test_unusable_device_is_a_stage_input_error(monkeypatch, spec, message):
     import torch
 
-    from stages.common import StageInputError, resolve_device
+    from common.device import DeviceError, resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(StageInputError, match=message):
+    with pytest.raises(DeviceError, match=message):
         resolve_device(spec)
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == "cpu"

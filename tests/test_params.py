@@ -165,3 +165,78 @@ def test_dataset_dexter_overrides_apply_only_to_that_dataset(raw: dict) -> None:
     assert synthetic.dexter_settings.lr == synthetic.dexter.lr  # keys not overridden are inherited
     edited["dataset"] = "waterbirds"
     assert parse_params(edited).dexter_settings.steps == 1000
+
+
+# params.yaml's deliberate choices where it departs from the schema's defaults, each with its reason. Any
+# other difference (or a key the file does not state) fails: the file states every setting.
+PIPELINE_CHOICES = {
+    "dexter.classes": "DVC fans out one explain stage per listed class (the schema's null = every class)",
+    "synthetic.preset": "the small world is the default until the rich world's models pass their gates",
+    "synthetic.dexter": "the small world's models are tiny: short DEXTER runs (the schema: no override)",
+    "synthetic.train_size": "the small world's sizes (the schema's are the rich world's)",
+    "synthetic.val_size": "the small world's sizes",
+    "synthetic.test_size": "the small world's sizes",
+}
+
+
+def _leaves(d, prefix=""):
+    """{dotted key: value} down to the leaves (a mapping whose keys are not strings is a value)."""
+    if isinstance(d, dict) and d and all(isinstance(k, str) for k in d):
+        out = {}
+        for k, v in d.items():
+            out.update(_leaves(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def test_params_yaml_states_every_setting_with_the_schema_default() -> None:
+    in_file = yaml.safe_load(PARAMS.read_text())
+    defaults = Params.model_validate({"models": in_file["models"]}).model_dump(mode="json")
+    stated, schema = _leaves(in_file), _leaves(defaults)
+
+    def chosen(key: str) -> bool:
+        return any(key == c or key.startswith(c + ".") for c in PIPELINE_CHOICES)
+
+    missing = sorted(k for k in schema if k not in stated and not chosen(k))
+    assert not missing, f"params.yaml does not state {missing}"
+    unknown = sorted(k for k in stated if k not in schema and not chosen(k))
+    assert not unknown, f"params.yaml states keys the schema lacks: {unknown}"
+    differ = {k: (stated[k], schema[k]) for k in schema if k in stated and stated[k] != schema[k] and not chosen(k)}
+    assert not differ, f"params.yaml (left) departs from the schema's default (right): {differ}"
+    for c in PIPELINE_CHOICES:
+        assert any(k == c or k.startswith(c + ".") for k in stated), f"{c} is not in params.yaml"
+
+
+def test_the_dexter_section_is_the_library_config() -> None:
+    """Every DexterConfig field is a params key with the library's default, and the stage builds the
+    config from the section by name (tau, template, soft_prompt_length reach the library too)."""
+    from dataclasses import fields
+
+    from dexter.config import DexterConfig
+    from stages.params.dexter import DexterSection, library_config
+
+    section = DexterSection()
+    for f in fields(DexterConfig):
+        assert f.name in DexterSection.model_fields, f"dexter.{f.name} is not a params key"
+        assert getattr(section, f.name) == f.default, f.name
+    edited = DexterSection(tau=0.5, template="a photo of a [MASK].", soft_prompt_length=2, adam_eps=1e-6,
+                           max_batch=3)
+    config = library_config(edited)
+    assert (config.tau, config.template, config.soft_prompt_length, config.adam_eps, config.max_batch) == (
+        0.5, "a photo of a [MASK].", 2, 1e-6, 3)
+
+
+def test_the_dro_loss_defaults_are_the_trainers_and_erm_reads_no_dro_setting(raw: dict) -> None:
+    from dataclasses import fields
+
+    from dro.config import DRO_SETTINGS, TrainConfig
+    from stages.dro_common import full_train_config
+    from stages.params.dro import DroSection
+
+    trainer = {f.name: f.default for f in fields(TrainConfig)}
+    for name in (*DRO_SETTINGS, "eval_batch_size"):
+        assert getattr(DroSection(), name) == trainer[name], name
+    edited = copy.deepcopy(raw)
+    edited["dro"].update(eta=0.5, adjustment=2.0, normalize_loss=True, balanced_sampling=False, eval_batch_size=7)
+    assert full_train_config(parse_params(edited), 0, erm=True) == full_train_config(parse_params(raw), 0, erm=True)
+    assert full_train_config(parse_params(edited), 0).eta == 0.5

@@ -43,7 +43,7 @@ def shrink(params: dict) -> dict:
 def workspace(tmp_path_factory) -> Path:
     ws = tmp_path_factory.mktemp("pipeline")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("stages", "dexter", "dro"):
+    for name in ("stages", "common", "world", "dexter", "dro"):
         shutil.copytree(REPO / name, ws / name, ignore=ignore)
     shutil.copytree(WORLD, ws / "data" / "world", ignore=ignore)
     # dvc.yaml lists both world folders as deps; this run reads only the small one
@@ -90,7 +90,7 @@ def test_metrics_have_the_documented_shape(workspace, repro):
 def test_keywords_cover_every_class_and_come_from_the_world_vocabulary(workspace, repro):
     keywords = json.loads((workspace / "results/keywords.json").read_text())
     assert set(keywords) == {"circle", "square"}
-    from dro.data.synthetic import SyntheticWorldConfig
+    from world.synthetic import SyntheticWorldConfig
 
     vocabulary = set(SyntheticWorldConfig.from_preset("small").vocabulary) | {"with", "and"}
     for words in keywords.values():

@@ -17,13 +17,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dexter.word_tokenizers import build_bert_word_tokenizer, build_clip_word_tokenizer
+from common.word_tokenizers import build_bert_word_tokenizer, build_clip_word_tokenizer
 
 TEXT_HIDDEN = 32
 
 
 def default_words() -> list[str]:
-    from dro.data.synthetic import SyntheticWorldConfig
+    from world.synthetic import SyntheticWorldConfig
 
     return [*SyntheticWorldConfig().vocabulary, ".", "with", "and"]
 
@@ -151,7 +151,7 @@ def make_tiny_lora(directory: str | Path, sd_dir: str | Path, rank: int = 2, see
 class TinyClassifier(nn.Module):
     """A small CNN on [0,1] images with a ``preprocess`` / ``backbone`` / ``head`` / ``class_names`` interface.
 
-    The same interface the pipeline's own classifiers (dro.models) expose, so DEXTER wraps it with
+    The same interface the pipeline's own classifiers (common.classifier) expose, so DEXTER wraps it with
     ``FeatureHeadClassifier`` exactly as the stage does.
     """
 
@@ -234,7 +234,7 @@ def letter_words(n: int) -> list[str]:
     """n distinct letter-only words that are each ONE token of a word-level CLIP tokenizer.
 
     The first letter is from a-m, the rest from n-z: no word's first merge can fire inside another word, so
-    the merge chains never conflict (see dexter.word_tokenizers). For tokenizers of the real vocabulary sizes.
+    the merge chains never conflict (see common.word_tokenizers). For tokenizers of the real vocabulary sizes.
     """
     import itertools
 

@@ -10,9 +10,9 @@ Heavy imports (torch, transformers, openai) happen only when a backend is built.
 """
 
 from dexter.reasoning.backend import REPORT_SECTIONS, Evidence, ReasoningBackend
+from dexter.reasoning.bank import load_phrase_bank
 from dexter.reasoning.core import ATTRIBUTES_FILE, CAPTIONS_FILE, REPORT_FILE, make_backend, reason_about_class
 from dexter.reasoning.errors import ReasoningError
-from dexter.reasoning.bank import load_phrase_bank
 from dexter.reasoning.schema import AttributesFile, ClassReasoning
 
 __all__ = [

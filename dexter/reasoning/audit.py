@@ -169,7 +169,7 @@ class Auditor:
         """Score each run's final prompt and save up to ``caption_frames`` of its images classified as the class."""
         from PIL import Image
 
-        from dro.io import atomic_writer
+        from common.io import atomic_writer
 
         c = self._class_index(inputs)
         frames_dir = Path(out_dir) / FRAMES_DIR

@@ -21,20 +21,19 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from dro.io import atomic_write_json, atomic_write_text
-
+from common.artifacts import ATTRIBUTES_FILE
+from common.io import atomic_write_json, atomic_write_text
 from dexter.reasoning.backend import Evidence, ReasoningBackend
 from dexter.reasoning.errors import ReasoningError
 from dexter.reasoning.inputs import load_class_inputs
 from dexter.reasoning.schema import AttributesFile, ClassReasoning, finalize_attributes
-from dexter.reasoning.summary import rationale as verified_rationale
 from dexter.reasoning.summary import contradictions, verdict_sentence, verification_section
+from dexter.reasoning.summary import rationale as verified_rationale
 
 log = logging.getLogger(__name__)
 
 CAPTIONS_FILE = "captions.json"
 REPORT_FILE = "report.md"
-ATTRIBUTES_FILE = "attributes.json"
 VERIFICATION_FILE = "verification.json"
 EFFECTS_PNG = "effects.png"
 PAIRS_PNG = "counterfactuals.png"
@@ -174,7 +173,7 @@ def _write_pictures(out_dir: Path, result, auditor) -> None:
 def _save_png(path: Path, image) -> None:
     import io
 
-    from dro.io import atomic_writer
+    from common.io import atomic_writer
 
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")

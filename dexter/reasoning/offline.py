@@ -21,9 +21,9 @@ from typing import Protocol
 import numpy as np
 
 from dexter.reasoning.backend import Evidence
-from dexter.reasoning.errors import ReasoningError
 from dexter.reasoning.bank import PhraseGroup, load_phrase_bank, load_phrase_groups, words_of
-from dexter.reasoning.schema import clean_phrase, finalize_attributes, class_name_forms, singular
+from dexter.reasoning.errors import ReasoningError
+from dexter.reasoning.schema import class_name_forms, clean_phrase, finalize_attributes, singular
 from dexter.reasoning.stats import KeywordSupport, WordStat, caption_word_stats, is_informative, keyword_support
 
 OFFLINE_NOTICE = "written by the offline backend: no language model"
@@ -38,63 +38,43 @@ class Embedder(Protocol):
 
 
 class ClipEmbedder:
-    """A CLIPModel + CLIPProcessor loaded with ``from_pretrained`` (hub id or local folder)."""
+    """The project's one CLIP encoder (:class:`common.clip.ClipEncoder`) as an :class:`Embedder`: texts and
+    image files -> unit-norm rows."""
 
     def __init__(self, path: str | Path, device: str = "cpu", batch_size: int = 32) -> None:
-        import torch
-        from transformers import CLIPModel, CLIPProcessor
+        from common.clip import ClipEncoder, ClipError
 
         try:
-            self.model = CLIPModel.from_pretrained(str(path)).to(device).eval()
-            self.processor = CLIPProcessor.from_pretrained(str(path))
-        except (OSError, ValueError) as e:
-            raise ReasoningError(
-                f"cannot load CLIP (model and processor) from {path}: {' '.join(str(e).split())[:300]}"
-            ) from None
-        self.device = torch.device(device)
+            self.encoder = ClipEncoder.from_pretrained(str(path), device)
+        except ClipError as e:
+            raise ReasoningError(" ".join(str(e).split())[:400]) from None
         self.batch_size = batch_size
-        self._torch = torch
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        tok = self.processor.tokenizer
-        out = []
-        with self._torch.inference_mode():
-            for i in range(0, len(texts), self.batch_size):
-                batch = tok(list(texts[i : i + self.batch_size]), padding=True, truncation=True, return_tensors="pt")
-                feats = self.model.get_text_features(**{k: v.to(self.device) for k, v in batch.items()}).pooler_output
-                out.append(_unit(feats.float().cpu().numpy()))
-        return np.concatenate(out)
+        return self.encoder.encode_text(list(texts), self.batch_size).numpy()
 
     def embed_images(self, paths: Sequence[Path]) -> np.ndarray:
-        from PIL import Image
-
-        out = []
-        with self._torch.inference_mode():
-            for i in range(0, len(paths), self.batch_size):
-                images = []
-                for p in paths[i : i + self.batch_size]:
-                    with Image.open(p) as im:
-                        images.append(im.convert("RGB"))
-                pixels = self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
-                feats = self.model.get_image_features(pixel_values=pixels.to(self.device, self.model.dtype)).pooler_output
-                out.append(_unit(feats.float().cpu().numpy()))
-        return np.concatenate(out)
+        return self.encoder.encode_images(_ImageFiles(paths), self.batch_size).numpy()
 
     def embed_pixels(self, images) -> np.ndarray:
-        """Unit-norm embeddings of a (N, 3, H, W) tensor in [0, 1] (generated images, never written to disk)."""
-        out = []
-        with self._torch.inference_mode():
-            for i in range(0, len(images), self.batch_size):
-                batch = images[i : i + self.batch_size].detach().float().clamp(0, 1).cpu()
-                pixels = self.processor.image_processor(images=list(batch), do_rescale=False,
-                                                        return_tensors="pt")["pixel_values"]
-                feats = self.model.get_image_features(pixel_values=pixels.to(self.device, self.model.dtype)).pooler_output
-                out.append(_unit(feats.float().cpu().numpy()))
-        return np.concatenate(out)
+        """Generated images as a (N, 3, H, W) tensor in [0, 1] (the verification judge's input)."""
+        return self.encoder.encode_pixels(images, self.batch_size).numpy()
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+class _ImageFiles:
+    """Image files in order, as the encoder reads a split (RGB PIL images)."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def image(self, i: int):
+        from PIL import Image
+
+        with Image.open(self.paths[i]) as im:
+            return im.convert("RGB")
 
 
 class OfflineBackend:
@@ -300,7 +280,7 @@ def _hypothesis(name: str, f: _Findings) -> str:
         return text + (f" Evidence: {f.n_frames} frame(s), statistics only (no language model);"
                        " confirm on real images that contain the class without this attribute.")
     if f.keywords_other:
-        return (f"**Possibly biased, weak evidence.** DEXTER's prompts settled on "
+        return ("**Possibly biased, weak evidence.** DEXTER's prompts settled on "
                 + ", ".join(f"\"{k.keyword}\"" for k in f.keywords_other[:4])
                 + f" rather than the class name, but no caption word is over-represented in the {f.n_frames} "
                 "frame(s). More frames (more DEXTER steps or runs) would make this testable.")

@@ -29,12 +29,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from common.progress import progress_bar
 from dexter.reasoning.backend import REPORT_SECTIONS, Evidence
 from dexter.reasoning.cache import ResponseCache, cache_key
 from dexter.reasoning.errors import ReasoningError
 from dexter.reasoning.prompt_files import load_prompts
 from dexter.reasoning.schema import AttributeProposal, check_caption, finalize_attributes
-from dro.progress import progress_bar
 
 log = logging.getLogger(__name__)
 

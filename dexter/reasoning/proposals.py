@@ -45,7 +45,7 @@ class CounterfactualProposal(BaseModel):
         if v.count("{class}") != 1 or v.count("{value}") != 1:
             raise ValueError("template must contain {class} and {value} exactly once each")
         if re.search(r"\{(?!class\}|value\})", v) or len(v) > MAX_TEMPLATE_CHARS:
-            raise ValueError(f"template must be one short sentence with only the slots {{class}} and {{value}}")
+            raise ValueError("template must be one short sentence with only the slots {class} and {value}")
         return v
 
     @model_validator(mode="after")

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from dexter.verify.counterfactual import Prober
-from dexter.verify.verdict import AttributeDesign, ClassVerification
+from dexter.verify.verdict import ClassVerification
 
 _FONT = ImageFont.load_default()
 _COLOURS = {"flip": (220, 120, 30), "drop": (40, 110, 200)}

@@ -1,6 +1,6 @@
 """Datasets: one normalised index for Waterbirds, CelebA and the synthetic world.
 
-The names below are imported lazily, so that ``dro.data.synthetic`` (numpy only) can be imported, e.g.
+The names below are imported lazily, so that ``world.synthetic`` (numpy only) can be imported, e.g.
 by the params schema to validate a world spec, without loading torch.
 """
 

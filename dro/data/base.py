@@ -15,6 +15,8 @@ the info).
 
 from __future__ import annotations
 
+from common.errors import UserInputError
+
 import csv
 import json
 from collections.abc import Callable, Sequence
@@ -31,7 +33,7 @@ META_FILE = "meta.json"
 IMAGES_FILE = "images.npz"  # in-memory datasets (the synthetic world) store their pixels here
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserInputError, RuntimeError):
     """A dataset is missing, malformed, or asks to read outside its root."""
 
 
@@ -248,7 +250,7 @@ def write_prepared(
     pixels: np.ndarray | None = None,
 ) -> None:
     """Write ``index.csv``, ``meta.json`` and, for in-memory data, ``images.npz`` (atomically each)."""
-    from dro.io import atomic_write_json, atomic_writer
+    from common.io import atomic_write_json, atomic_writer
 
     out_dir.mkdir(parents=True, exist_ok=True)
     if pixels is not None:

@@ -143,7 +143,7 @@ def fetch(
 
 
 def _copy(response, part: Path, mode: str, chunk_size: int, total: int | None, name: str) -> None:
-    from dro.progress import progress_bar
+    from common.progress import progress_bar
 
     initial = part.stat().st_size if mode == "ab" and part.exists() else 0
     with open(part, mode) as f, progress_bar(total=total, initial=initial, unit="B", unit_scale=True,

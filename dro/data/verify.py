@@ -67,7 +67,7 @@ def verify_images(
     atomically, also when some files are bad so a rerun after replacing them is cheap) maps each good
     file's path to its size and modification time; a file whose size or time changed is decoded again.
     """
-    from dro.io import atomic_write_json
+    from common.io import atomic_write_json
 
     known = _load_cache(cache_file)
     todo, good = [], {}

@@ -21,7 +21,6 @@ METADATA = "metadata.csv"
 URL = "https://downloads.cs.stanford.edu/nlp/data/dro/waterbird_complete95_forest2water2.tar.gz"
 REQUIRED_COLUMNS = ("img_id", "img_filename", "y", "split", "place")
 SPLIT_CODES = {"0": "train", "1": "val", "2": "test"}
-NUM_IMAGES = 11788  # rows of the official metadata.csv
 
 INFO = DatasetInfo(
     name="waterbirds",

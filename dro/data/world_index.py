@@ -1,7 +1,7 @@
 """The synthetic world as a normalised index (records + pixels), ready for ``write_prepared``.
 
 Its groups: ``a`` is the TRUE bias-conflicting flag of each image (see
-:func:`dro.data.synthetic.is_conflicting`), so the true group is ``2 * y + conflicting``, the same
+:func:`world.synthetic.is_conflicting`), so the true group is ``2 * y + conflicting``, the same
 layout as the pseudo-groups; the evaluation cells are every (class, colour, background).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from dro.data.base import DatasetInfo, Record
-from dro.data.synthetic import SPLITS, SyntheticWorldConfig, cell_index, is_conflicting, render_many, sample_split
+from world.synthetic import SPLITS, SyntheticWorldConfig, cell_index, is_conflicting, render_many, sample_split
 
 SLICE_ATTRIBUTE = "shortcut"
 SLICE_VALUES = ("aligned", "conflicting")
@@ -30,7 +30,7 @@ def world_info(cfg: SyntheticWorldConfig) -> DatasetInfo:
 def build_synthetic(cfg: SyntheticWorldConfig) -> tuple[DatasetInfo, list[Record], np.ndarray, list[str]]:
     """Render every split. Returns the info, the records (source = row in ``pixels``), the pixels
     (N x H x W x 3 uint8) and each image's caption."""
-    from dro.data.synthetic import caption
+    from world.synthetic import caption
 
     records: list[Record] = []
     chunks: list[np.ndarray] = []

@@ -13,6 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from common.errors import UserInputError
 from stages.params.base import Section
 from stages.params.data import CelebASection, ModelSet, SyntheticSection, TrainSettings, WaterbirdsSection
 from stages.params.dexter import DexterSection, merged_dexter
@@ -83,7 +84,7 @@ class Params(Section):
         return Path(self.models[self.synthetic.models].clip).parent
 
 
-class ParamsError(ValueError):
+class ParamsError(UserInputError, ValueError):
     """params.yaml is invalid; the message is one line that names the key."""
 
 

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from stages.params.base import Section
 from stages.params.dexter import DexterOverrides
 
-# The synthetic world's presets: the world (dro.data.synthetic.WORLD_PRESETS) and the world models
+# The synthetic world's presets: the world (world.synthetic.WORLD_PRESETS) and the world models
 # (a key of params.yaml's ``models``) trained to cover it.
 PRESET_MODELS = {"rich": "world4", "small": "world"}
 AblationName = Literal["dro_classname", "dro_random"]
@@ -40,7 +40,7 @@ class ShortcutSpec(Section):
 
 
 def _default_world(key: str):
-    from dro.data.synthetic import WORLD_PRESETS
+    from world.synthetic import WORLD_PRESETS
 
     value = WORLD_PRESETS["rich"][key]
     if key == "shortcuts":
@@ -74,7 +74,7 @@ class SyntheticSection(Section):
         preset = data.get("preset") if isinstance(data, dict) else None
         if preset not in PRESET_MODELS:
             return data  # no preset (or an unknown one, which the field's own check reports)
-        from dro.data.synthetic import WORLD_PRESETS
+        from world.synthetic import WORLD_PRESETS
 
         world = WORLD_PRESETS[preset]
         return {**data, "classes": list(world["classes"]), "colors": list(world["colors"]),
@@ -91,8 +91,8 @@ class SyntheticSection(Section):
         return self
 
     def world_config(self):
-        """The :class:`dro.data.synthetic.SyntheticWorldConfig` this section describes."""
-        from dro.data.synthetic import SyntheticWorldConfig, WorldSpecError
+        """The :class:`world.synthetic.SyntheticWorldConfig` this section describes."""
+        from world.synthetic import SyntheticWorldConfig, WorldSpecError
 
         try:
             return SyntheticWorldConfig(

@@ -1,41 +1,50 @@
 """The ``dexter`` section: prompt optimisation settings (docs/METHOD.md section 1). Owned by the DEXTER core.
 
-Defaults are the paper's slice-discovery settings (single word, 4 runs of at most 1,000 steps, lr 0.1,
-early stop after 3 consecutive hits, LCM 4 steps, guidance 1.0, 1 image per step).
+The library's :class:`dexter.config.DexterConfig` is the schema: every one of its fields is a key here, with
+ITS default (``_D``), plus the keys only the stage reads (``feature_neurons``, ``dtype``,
+``gradient_checkpointing``, ``classes``). The stage builds the library config from the section generically
+(:func:`library_config`), never field by field. tests/test_params.py checks that the two agree.
 """
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Literal
 
 from pydantic import Field, model_validator
 
+from dexter.config import DexterConfig
 from stages.params.base import Section
+
+_D = DexterConfig()  # the library's defaults
 
 
 class DexterSection(Section):
-    mode: Literal["single", "multi"] = "single"
-    runs_per_class: int = Field(4, ge=1)
-    steps: int = Field(1000, ge=1)  # step budget per run
-    lr: float = Field(0.1, gt=0)
-    adam_eps: float = Field(1e-4, gt=0)
-    early_stop: int = Field(3, ge=0)  # consecutive steps classified as the class that end a run; 0 = never
-    min_steps: int = Field(0, ge=0)  # no early stop before this step
-    num_feature_neurons: int = Field(5, ge=0)  # multi mode: top-k head weights per class (data-free)
+    mode: Literal["single", "multi"] = _D.mode
+    runs_per_class: int = Field(_D.runs_per_class, ge=1)
+    steps: int = Field(_D.steps, ge=1)  # step budget per run
+    lr: float = Field(_D.lr, gt=0)
+    adam_eps: float = Field(_D.adam_eps, gt=0)
+    early_stop: int = Field(_D.early_stop, ge=0)  # consecutive steps classified as the class that end a run; 0 = never
+    min_steps: int = Field(_D.min_steps, ge=0)  # no early stop before this step
+    num_feature_neurons: int = Field(_D.num_feature_neurons, ge=0)  # multi mode: top-k head weights per class
     feature_neurons: dict[int, list[int]] | None = None  # explicit units per class index, overrides the top-k
-    images_per_step: int = Field(1, ge=1)  # images (different fixed noises) per step per run
-    collect_hits: int = Field(0, ge=0)  # stop a run once this many images were classified as the class; 0 = off
-    step_noise: Literal["fresh", "fixed"] = "fresh"  # noise between the LCM steps: fresh per step (original) | fixed
-    safety_checker: bool = True  # blank saved frames the pipeline's safety checker flags (when it ships one)
-    max_batch: int | None = Field(None, ge=1)  # runs advanced together; None = all classes at once
-    inference_steps: int = Field(4, ge=1)
-    guidance_scale: float = Field(1.0, ge=0)
-    resolution: int | None = Field(None, ge=8)  # None = the generator's native size
+    images_per_step: int = Field(_D.images_per_step, ge=1)  # images (different fixed noises) per step per run
+    collect_hits: int = Field(_D.collect_hits, ge=0)  # stop a run once this many images were classified; 0 = off
+    step_noise: Literal["fresh", "fixed"] = _D.step_noise  # noise between the LCM steps: fresh per step | fixed
+    safety_checker: bool = _D.safety_checker  # blank saved frames the pipeline's safety checker flags
+    max_batch: int | None = Field(_D.max_batch, ge=1)  # runs advanced together; None = all classes at once
+    inference_steps: int = Field(_D.inference_steps, ge=1)
+    guidance_scale: float = Field(_D.guidance_scale, ge=0)
+    resolution: int | None = Field(_D.resolution, ge=8)  # None = the generator's native size
+    soft_prompt_length: int = Field(_D.soft_prompt_length, ge=1)
+    tau: float = Field(_D.tau, gt=0)  # Gumbel-softmax temperature of the backward pass
+    template: str | None = _D.template  # None = the mode's template
     dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto = fp16 on CUDA, fp32 on CPU
     gradient_checkpointing: bool = False  # UNet/VAE recompute activations: less GPU memory for big batches
-    seed: int = 0
+    seed: int = _D.seed
     classes: list[int] | None = None  # None = every class of the classifier
-    save_frames: bool = True
+    save_frames: bool = _D.save_frames
 
     @model_validator(mode="after")
     def _check(self) -> DexterSection:
@@ -44,6 +53,11 @@ class DexterSection(Section):
         if self.classes is not None and len(set(self.classes)) != len(self.classes):
             raise ValueError("classes has duplicates")
         return self
+
+
+def library_config(section: DexterSection) -> DexterConfig:
+    """The library config of a validated section: every DexterConfig field, by name."""
+    return DexterConfig(**{f.name: getattr(section, f.name) for f in fields(DexterConfig)})
 
 
 def _overrides_model() -> type[Section]:

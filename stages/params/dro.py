@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from dro.config import default
 from stages.params.base import Section
 
 MethodName = Literal["erm", "groupdro_oracle", "dro_dexter"]
@@ -45,13 +46,15 @@ class LastLayerSettings(Section):
 
 
 class DroSection(Section):
-    eta: float = Field(0.01, gt=0)
-    adjustment: float = Field(0.0, ge=0)
-    normalize_loss: bool = False
-    balanced_sampling: bool = True
+    """Group-DRO retraining; the loss settings' defaults are the trainer's (:mod:`dro.config`)."""
+
+    eta: float = Field(default("eta"), gt=0)
+    adjustment: float = Field(default("adjustment"), ge=0)
+    normalize_loss: bool = default("normalize_loss")
+    balanced_sampling: bool = default("balanced_sampling")
     mode: Literal["full", "last_layer"] = "full"
     methods: list[MethodName] = Field(default_factory=lambda: ["erm", "groupdro_oracle", "dro_dexter"])
-    eval_batch_size: int = Field(512, ge=1)
+    eval_batch_size: int = Field(default("eval_batch_size"), ge=1)  # the retraining runs' evaluation batch
     last_layer: LastLayerSettings = LastLayerSettings()
 
     @field_validator("methods")

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from dro.data.synthetic import (
+from world.synthetic import (
     BACKGROUNDS,
     COLORS,
     SHAPES,
@@ -168,7 +168,7 @@ def test_rendered_background_is_the_named_one() -> None:
     cfg = _cfg(image_size=32)
     samples = sample_split(cfg, "test")[:80]
     pixels = render_many(cfg, samples).astype(np.float32)
-    from dro.data.synthetic import _BACKGROUND_RGB
+    from world.synthetic import _BACKGROUND_RGB
 
     palette = np.array([np.mean(_BACKGROUND_RGB[b], axis=0) for b in BACKGROUNDS])
     corners = np.concatenate([pixels[:, :3, :3], pixels[:, -3:, -3:]], axis=1).reshape(len(samples), -1, 3)

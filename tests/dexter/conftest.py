@@ -13,8 +13,8 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def erm_dir(tmp_path_factory):
-    """A classifier in the pipeline's own format (dro.models), 2 classes, 16 px."""
-    from dro.models import build_classifier, save_classifier
+    """A classifier in the pipeline's own format (common.classifier), 2 classes, 16 px."""
+    from common.classifier import build_classifier, save_classifier
 
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp("erm")

@@ -24,6 +24,6 @@ def test_letter_words_are_single_tokens_and_distinct():
     words = bench._letter_words(3000)
     assert len(set(words)) == 3000
 
-    from dexter.word_tokenizers import build_clip_word_tokenizer
+    from common.word_tokenizers import build_clip_word_tokenizer
 
     build_clip_word_tokenizer(words)  # raises unless every word is one token

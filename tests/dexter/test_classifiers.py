@@ -206,8 +206,7 @@ def test_original_setting_asks_for_the_v1_weights(tmp_path, monkeypatch):
 
 def test_moving_a_wrapped_pipeline_classifier_moves_what_its_preprocess_reads():
     """The pipeline's classifiers keep mean/std buffers on the model, outside backbone and head."""
-    from dro.models import build_classifier
-
+    from common.classifier import build_classifier
     from dexter.classifiers import wrap_pipeline_classifier
 
     model = build_classifier("small_cnn", ("a", "b"), 16, width=4)

@@ -46,11 +46,11 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
 def workspace(tmp_path) -> Path:
     import torch
 
-    from dro.models import build_classifier, save_classifier
+    from common.classifier import build_classifier, save_classifier
 
     ws = tmp_path / "ws"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("stages", "dexter", "dro"):
+    for name in ("stages", "common", "world", "dexter", "dro"):
         shutil.copytree(REPO / name, ws / name, ignore=ignore)
     shutil.copytree(WORLD, ws / "data" / "world", ignore=ignore)
     (ws / "data" / "world4").mkdir()  # a dependency in dvc.yaml; the small preset does not read it

@@ -239,16 +239,16 @@ def test_words_without_a_clip_token_never_become_labels(sd, tmp_path):
 
 
 def _capture_noise_seeds(monkeypatch):
-    import dexter.optimize as optimize
+    import dexter.step as step  # where the batched step calls the sampler
 
     calls = []
-    real = optimize.sample_images
+    real = step.sample_images
 
     def spy(*args, **kwargs):
         calls.append(list(args[8]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(optimize, "sample_images", spy)
+    monkeypatch.setattr(step, "sample_images", spy)
     return calls
 
 

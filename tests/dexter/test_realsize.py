@@ -52,7 +52,7 @@ def build_real_size_models(root: Path) -> dict[str, str]:
     from torchvision.models import resnet50
     from transformers import BertConfig, BertForMaskedLM, CLIPTextConfig, CLIPTextModel
 
-    from dexter.word_tokenizers import build_bert_word_tokenizer, build_clip_word_tokenizer
+    from common.word_tokenizers import build_bert_word_tokenizer, build_clip_word_tokenizer
 
     # Tokenizers: BERT 30,522 entries (5 specials, '.', ',', 2 '##' pieces, the words); CLIP words = the
     # first 18,000 BERT words + words BERT lacks, so that some BERT words have no CLIP token.

@@ -22,7 +22,7 @@ def _params(tmp_path, model_set, **dexter):
 def erm(tmp_path):
     import torch
 
-    from dro.models import build_classifier, save_classifier
+    from common.classifier import build_classifier, save_classifier
 
     torch.manual_seed(0)
     save_classifier(build_classifier("small_cnn", ("circle", "square"), 16, width=4), tmp_path / "erm")
@@ -128,7 +128,7 @@ def test_rerun_with_other_settings_discards_the_interrupted_runs(tmp_path, model
 def test_rerun_with_another_classifier_discards_the_interrupted_runs(tmp_path, model_set, erm, monkeypatch, capsys):
     import torch
 
-    from dro.models import build_classifier, save_classifier
+    from common.classifier import build_classifier, save_classifier
 
     monkeypatch.chdir(tmp_path)
     p = _params(tmp_path, model_set)

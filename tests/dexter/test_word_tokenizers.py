@@ -1,7 +1,7 @@
 import pytest
 from transformers import BertTokenizer, CLIPTokenizer
 
-from dexter.word_tokenizers import WordTokenizerError, build_bert_word_tokenizer, build_clip_word_tokenizer
+from common.word_tokenizers import WordTokenizerError, build_bert_word_tokenizer, build_clip_word_tokenizer
 
 WORDS = ["a", "picture", "of", "on", "red", "circle", "square", "water", "land", "sand", "and", "an",
          "with", "banana", "."]

@@ -1,8 +1,8 @@
 """Small synthetic worlds for the dro tests (16 px, the 2x2 world with a strong background shortcut)."""
 
 from dro.data import write_prepared
-from dro.data.synthetic import SyntheticWorldConfig
 from dro.data.world_index import build_synthetic
+from world.synthetic import SyntheticWorldConfig
 
 
 def make_world(directory, correlation=0.98, sizes=None, image_size=16, seed=0):

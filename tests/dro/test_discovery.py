@@ -11,9 +11,9 @@ import yaml
 
 from dro.ablations import ablation_slices, classname_slices, random_word_slices
 from dro.audit_report import discovery_markdown
-from dro.data.synthetic import SyntheticWorldConfig
 from dro.discovery import names_value, score_discovery
 from dro.slices import ClassSlices
+from world.synthetic import SyntheticWorldConfig
 
 REPO = Path(__file__).resolve().parents[2]
 WORLD = SyntheticWorldConfig()  # circle: water, square: red, triangle: snow, cross: unbiased

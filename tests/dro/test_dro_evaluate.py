@@ -5,8 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from dro.evaluate import (aggregate_seeds, average_accuracy, convention_for, evaluate_predictions,
-                          group_accuracies, worst_group_accuracy)
+from dro.evaluate import (
+    aggregate_seeds,
+    average_accuracy,
+    convention_for,
+    evaluate_predictions,
+    group_accuracies,
+    worst_group_accuracy,
+)
 
 # 4 groups; group 2 is empty. Group accs: g0 3/4, g1 1/2, g3 1/1.
 Y = np.array([0, 0, 0, 0, 0, 0, 1])

@@ -5,7 +5,7 @@ import urllib.error
 import pytest
 import torch
 
-from dro.models import ModelError, build_classifier, load_classifier, save_classifier
+from common.classifier import ModelError, build_classifier, load_classifier, save_classifier
 
 
 def test_small_cnn_shape_and_roundtrip(tmp_path):

@@ -9,9 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from dro.slices import (ClassSlices, ClipEncoder, LabellingError, aligned_values_by_lift, assign_slices,
-                        assign_with_alternatives, cached_image_embeddings, class_prototypes, labelling_quality,
-                        pseudo_group_names, read_attributes, true_conflicting)
+from common.clip import ClipEncoder, ClipError, cached_image_embeddings
+from dro.labelling_quality import aligned_values_by_lift, labelling_quality, true_conflicting
+from dro.slices import (
+    ClassSlices,
+    LabellingError,
+    assign_slices,
+    assign_with_alternatives,
+    class_prototypes,
+    pseudo_group_names,
+    read_attributes,
+)
 from dro.templates import CLASS_TEMPLATES, IMAGENET_TEMPLATES, compose, default_templates
 
 # Each keyword has a direction; templates add a template-specific offset so averaging matters.
@@ -228,5 +236,5 @@ def test_tiny_clip_through_from_pretrained_and_cache(tiny_clip, tmp_path, small_
     assert emb.shape == (len(ds), 16) and torch.allclose(emb.norm(dim=1), torch.ones(len(ds)), atol=1e-5)
     enc.encode_images = lambda *a, **k: (_ for _ in ()).throw(AssertionError("cache missed"))
     assert torch.equal(cached_image_embeddings(enc, ds, tmp_path, log=lambda s: None), emb)
-    with pytest.raises(LabellingError):
+    with pytest.raises(ClipError):
         ClipEncoder.from_pretrained(str(tmp_path / "missing"))

@@ -22,19 +22,18 @@ def params_for(clip):
 @pytest.mark.slow
 def test_stages_end_to_end(tmp_path, monkeypatch):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tiny_models import make_tiny_clip
-
     from dro_world import make_world
+    from tiny_models import make_tiny_clip
 
     monkeypatch.chdir(tmp_path)
     make_world(Path("data/prepared"), sizes={"train": 400, "val": 80, "test": 160})
     clip = make_tiny_clip(tmp_path / "clip", image_size=16)
 
+    from common.errors import UserInputError
     from stages import label, retrain, train_erm
-    from stages.common import StageInputError
 
     Path("params.yaml").write_text(yaml.safe_dump(params_for(clip)))
-    with pytest.raises(StageInputError, match="no attributes for class 0"):
+    with pytest.raises(UserInputError, match="no attributes for class 0"):
         label.run([])
     for c, (name, words) in enumerate([("circle", ["water"]), ("square", ["land"])]):
         d = Path(f"outputs/reasoning/{c:03d}_{name}")

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from common.classifier import build_classifier
 from dro.data import GroupImageDataset
 from dro.evaluate import evaluate_predictions
-from dro.models import build_classifier
-from dro.pipeline import retrain, ModelSpec
+from dro.pipeline import ModelSpec, retrain
 from dro.sources import image_source, predict
 from dro.train import SplitData, TrainConfig, train
 
@@ -100,6 +100,42 @@ def test_checkpoint_whose_best_weights_belong_to_another_run_is_not_resumed(smal
     assert torch.equal(model.head.weight, ref.head.weight)
 
 
+def test_zeroed_best_weights_are_never_returned(small_world, tmp_path):
+    """A finished run's ``best.safetensors`` replaced by zeros under the run's own stamp (same fingerprint and
+    epoch in its metadata) is not this run's file: the rerun trains again instead of returning zeros."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    _fit(small_world, "erm", tmp_path / "run", epochs=2, session="s")
+    best = tmp_path / "run" / "best.safetensors"
+    with safe_open(best, framework="pt") as f:
+        stamp = f.metadata()
+    save_file({k: torch.zeros_like(v) for k, v in load_file(best).items()}, best, metadata=stamp)
+    logs = []
+    model, res = _fit(small_world, "erm", tmp_path / "run", epochs=2, session="s", log=logs.append)
+    assert any("not this run's best epoch" in m for m in logs), logs
+    assert model.head.weight.abs().sum() > 0
+    ref, _ = _fit(small_world, "erm", tmp_path / "ref", epochs=2)
+    assert torch.equal(model.head.weight, ref.head.weight)
+
+
+def test_erm_identity_leaves_out_the_group_dro_settings(small_world):
+    """Changing ``dro.*`` (eta, adjustment, ...) or the evaluation batch must not throw away an ERM
+    checkpoint; for group DRO the loss settings are part of the run."""
+    from dataclasses import replace
+
+    import dro.train as T
+
+    tr, va = small_world["train"], small_world["val"]
+    model = build_classifier("small_cnn", tr.info.class_names, 16, width=4)
+    data = (SplitData(image_source(tr, 16), tr.y, tr.groups, 4), SplitData(image_source(va, 16), va.y))
+    erm, dro = _cfg("erm"), _cfg("group_dro")
+    other = dict(eta=0.5, adjustment=1.0, normalize_loss=True, balanced_sampling=False, eval_batch_size=7)
+    assert T.fingerprint(model, replace(erm, **other), *data) == T.fingerprint(model, erm, *data)
+    assert T.fingerprint(model, replace(dro, eta=0.5), *data) != T.fingerprint(model, dro, *data)
+    assert T.fingerprint(model, replace(erm, lr=0.5), *data) != T.fingerprint(model, erm, *data)
+
+
 def test_fingerprint_covers_all_training_code_and_the_device(small_world, monkeypatch):
     from pathlib import Path
 
@@ -111,9 +147,10 @@ def test_fingerprint_covers_all_training_code_and_the_device(small_world, monkey
     base = T.fingerprint(*args)
     assert T.fingerprint(*args, device="meta") != base
     real = Path.read_bytes
-    for module in ("models.py", "data/base.py", "evaluate.py"):  # forward pass, decoding, model selection
+    # forward pass and preprocessing, decoding, model selection, the synthetic world's renderer
+    for module in ("common/classifier.py", "dro/data/base.py", "dro/evaluate.py", "world/synthetic.py"):
         monkeypatch.setattr(Path, "read_bytes", lambda self, m=module: real(self) + (
-            b"#" if self.as_posix().endswith("dro/" + m) else b""))
+            b"#" if self.as_posix().endswith(m) else b""))
         assert T.fingerprint(*args) != base, module
     monkeypatch.setattr(Path, "read_bytes", real)
     assert T.fingerprint(*args) == base
@@ -153,8 +190,9 @@ def test_dro_dexter_runs_without_any_true_group_and_oracle_refuses(small_world, 
 def test_last_layer_group_dro_on_cached_features(small_world, tmp_path):
     # A backbone whose features hold the shape as well as the background (trained where the shortcut is
     # weak): the head retrained on the strongly biased world can then follow either.
-    from dro.data import open_prepared
     from dro_world import make_world
+
+    from dro.data import open_prepared
 
     mild = open_prepared(make_world(tmp_path / "mild", correlation=0.8))
     erm, _ = _fit(mild, "erm", tmp_path / "erm", epochs=6)
@@ -166,7 +204,7 @@ def test_last_layer_group_dro_on_cached_features(small_world, tmp_path):
     d = retrain("groupdro_oracle", small_world, SPEC, cfg, ckpt_dir=tmp_path / "b", model_out=tmp_path / "m", **kw)
     assert any("features from cache" in m for m in logs)  # second method reuses the first's features
     assert d.metrics["worst_group_acc"] > e.metrics["worst_group_acc"] + 0.25, (e.metrics, d.metrics)
-    from dro.models import load_classifier
+    from common.classifier import load_classifier
     m = load_classifier(tmp_path / "m")
     assert torch.equal(m.backbone[0].weight, erm.backbone[0].weight)  # backbone kept
 

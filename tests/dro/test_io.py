@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from dro.io import atomic_write_json, atomic_write_text, atomic_writer
+from common.io import atomic_write_json, atomic_write_text, atomic_writer
 
 
 @pytest.fixture

@@ -76,7 +76,7 @@ def test_a_stage_killed_after_training_does_not_train_again(project, capsys, mon
 def test_dvc_repro_force_retrains(project):
     """The same through the real dvc.yaml: ``dvc repro -f train_erm`` runs every epoch again."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("stages", "dexter", "dro"):
+    for name in ("stages", "common", "world", "dexter", "dro"):
         shutil.copytree(REPO / name, project / name, ignore=ignore)
     shutil.copytree(REPO / "data" / "world", project / "data" / "world", ignore=ignore)
     (project / "data" / "world4").mkdir()  # a dependency in dvc.yaml; the small preset does not read it

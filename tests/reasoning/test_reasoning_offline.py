@@ -13,7 +13,7 @@ from reasoning_fakes import solid, write_class_dir
 from dexter.reasoning import REPORT_SECTIONS, ReasoningError, load_phrase_bank, make_backend, reason_about_class
 from dexter.reasoning.schema import KeywordsFile, finalize_attributes
 from dexter.reasoning.stats import binomial_upper_tail, caption_word_stats, keyword_support
-from dro.data.synthetic import SyntheticWorldConfig, WorldSample, caption
+from world.synthetic import SyntheticWorldConfig, WorldSample, caption
 
 CFG = SyntheticWorldConfig.first(2)
 BANK = [caption(CFG, WorldSample(s, c, b, 0)) for s, c, b in product(range(2), range(2), range(2))]

@@ -11,8 +11,9 @@ import yaml
 from reasoning_fakes import FakeChatServer, solid, write_class_dir
 from verify_fakes import world_prober
 
+from common.errors import UserInputError
+from dexter.reasoning.world import synthetic_phrase_bank
 from stages import reason
-from stages.common import StageInputError
 from stages.params import parse_params
 
 KEY = "sk-stage-SECRET-93e1aa"
@@ -40,7 +41,7 @@ def fabricate(root: Path, erm: bool = True) -> None:
 
 def prober():
     """The 2-class world rendered, answered by a classifier for which anything on water is a circle."""
-    from dro.data.synthetic import SyntheticWorldConfig
+    from world.synthetic import SyntheticWorldConfig
 
     return world_prober(SyntheticWorldConfig.from_preset("small"), {0: ("background", 0)})
 
@@ -53,7 +54,7 @@ def test_synthetic_phrase_bank_is_the_worlds_caption_vocabulary():
     p = parse_params({"models": {"world": {"stable_diffusion": "s", "bert": "b", "clip": "c"}},
                       "synthetic": {"classes": ["circle", "square", "triangle"], "colors": ["red", "yellow", "purple"],
                                     "backgrounds": ["water", "land", "snow"], "shortcuts": {}, "models": "world"}})
-    bank = reason.synthetic_phrase_bank(p.synthetic)
+    bank = synthetic_phrase_bank(p.synthetic.world_config())
     assert len(bank) == 27 and len(set(bank)) == 27
     assert "a picture of a purple triangle on snow" in bank
     kind, settings = reason.backend_settings(p)
@@ -116,7 +117,7 @@ def test_stage_offline_with_tiny_clip(tmp_path, monkeypatch, tiny_clip):
     report = (tmp_path / "outputs" / "reasoning" / "000_circle" / "report.md").read_text()
     assert "no language model" in report and "## Verdict of the counterfactual test" in report
     captions = json.loads((tmp_path / "outputs" / "reasoning" / "001_square" / "captions.json").read_text())
-    bank = set(reason.synthetic_phrase_bank(params.synthetic))
+    bank = set(synthetic_phrase_bank(params.synthetic.world_config()))
     assert len(captions) == 2 and set(captions.values()) <= bank
     assert all(k.startswith("frames/") for k in captions)  # fresh-noise frames, not DEXTER's
     verification = json.loads((tmp_path / "outputs" / "reasoning" / "verification.json").read_text())
@@ -138,22 +139,22 @@ def test_stage_offline_with_tiny_clip(tmp_path, monkeypatch, tiny_clip):
 def test_stage_errors_are_one_line_input_errors(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = params_for(tmp_path)
-    with pytest.raises(StageInputError, match="run the DEXTER stage first"):
+    with pytest.raises(UserInputError, match="run the DEXTER stage first"):
         reason.run(params)
     fabricate(tmp_path / "outputs" / "dexter", erm=False)
-    with pytest.raises(StageInputError, match="no classifier at outputs/erm"):
+    with pytest.raises(UserInputError, match="no classifier at outputs/erm"):
         reason.run(params)
     fabricate(tmp_path / "outputs" / "dexter")
-    with pytest.raises(StageInputError, match="no classifier at outputs/erm.*model.safetensors"):
+    with pytest.raises(UserInputError, match="no classifier at outputs/erm.*model.safetensors"):
         reason.run(params)  # the config alone is not a classifier
-    with pytest.raises(StageInputError, match="cannot load CLIP"):
+    with pytest.raises(UserInputError, match="cannot load CLIP"):
         reason.run(params, prober=prober())
     (tmp_path / "outputs" / "erm" / "config.json").write_text(json.dumps({"class_names": ["circle", "cross"]}))
-    with pytest.raises(StageInputError, match="not the synthetic world's"):
+    with pytest.raises(UserInputError, match="not the synthetic world's"):
         reason.run(params, prober=prober())
     (tmp_path / "outputs" / "erm" / "config.json").write_text(json.dumps({"class_names": ["circle", "square"]}))
     monkeypatch.delenv("NO_KEY_HERE", raising=False)
-    with pytest.raises(StageInputError, match="NO_KEY_HERE"):
+    with pytest.raises(UserInputError, match="NO_KEY_HERE"):
         reason.run(params_for(tmp_path, backend="openai", api_key_env="NO_KEY_HERE"))
 
 

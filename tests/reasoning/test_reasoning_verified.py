@@ -14,7 +14,7 @@ from dexter.reasoning import make_backend, reason_about_class
 from dexter.reasoning.audit import Auditor, VerifySettings, candidate_attributes
 from dexter.reasoning.inputs import load_class_inputs
 from dexter.reasoning.proposals import CounterfactualProposal, parse_counterfactual
-from dro.data.synthetic import SyntheticWorldConfig
+from world.synthetic import SyntheticWorldConfig
 
 CFG = SyntheticWorldConfig.from_preset("small")
 SETTINGS = VerifySettings(n_images=8, activation_images=8, caption_frames=2)
@@ -207,7 +207,7 @@ def tiny_sd(tmp_path_factory):
 def test_stage_builds_the_prober_from_params(tmp_path, monkeypatch, tiny_sd, tiny_clip):
     import torch
 
-    from dro.models import build_classifier, save_classifier
+    from common.classifier import build_classifier, save_classifier
     from stages import reason
     from stages.params import parse_params
 

@@ -10,7 +10,7 @@ import pytest
 from reasoning_fakes import write_class_dir
 
 from dexter.reasoning import make_backend, reason_about_class
-from dro.data.synthetic import SyntheticWorldConfig, WorldSample, render
+from world.synthetic import SyntheticWorldConfig, WorldSample, render
 
 WORLD_CLIP = Path(__file__).resolve().parents[2] / "data" / "world" / "clip"
 

@@ -8,7 +8,7 @@ import torch
 from verify_fakes import world_generator, world_prober
 
 from dexter.verify import Prober, diffusion_generator, image_seeds
-from dro.data.synthetic import SyntheticWorldConfig
+from world.synthetic import SyntheticWorldConfig
 
 CFG = SyntheticWorldConfig.from_preset("small")
 P1, P2 = "a picture of a red square on water", "a picture of a red square on land"

@@ -10,7 +10,7 @@ from verify_fakes import PixelClassifier, background_rgb, colour_rgb, world_gene
 from dexter.reasoning.audit import world_design
 from dexter.verify import Prober, verify_class
 from dexter.verify.judge import Claim, ZeroShotJudge
-from dro.data.synthetic import SyntheticWorldConfig
+from world.synthetic import SyntheticWorldConfig
 
 CFG = SyntheticWorldConfig.from_preset("rich")
 

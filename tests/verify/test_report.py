@@ -15,7 +15,7 @@ from reasoning_fakes import solid, write_class_dir  # noqa: E402
 
 from dexter.reasoning import reason_about_class  # noqa: E402
 from dexter.reasoning.audit import Auditor, VerifySettings  # noqa: E402
-from dro.data.synthetic import SyntheticWorldConfig  # noqa: E402
+from world.synthetic import SyntheticWorldConfig  # noqa: E402
 
 CFG = SyntheticWorldConfig.from_preset("small")
 

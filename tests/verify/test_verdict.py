@@ -9,7 +9,7 @@ from verify_fakes import WORLD_TEMPLATE, TableProber, world_prober, world_vocabu
 
 from dexter.reasoning.audit import world_design
 from dexter.verify import design_from_template, verify_class
-from dro.data.synthetic import SyntheticWorldConfig, WorldSample, caption
+from world.synthetic import SyntheticWorldConfig, WorldSample, caption
 
 CFG2 = SyntheticWorldConfig.from_preset("small")
 CFG4 = SyntheticWorldConfig.from_preset("rich")

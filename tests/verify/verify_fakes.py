@@ -15,8 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from dro.data.synthetic import SyntheticWorldConfig, WorldSample, render
-from stages.reason import WORLD_TEMPLATE  # the stage's description of the world, checked against its captions
+from dexter.reasoning.world import (
+    WORLD_TEMPLATE,  # the reasoning's description of the world, checked against its captions
+)
+from world.synthetic import SyntheticWorldConfig, WorldSample, render
 
 
 def parse(cfg: SyntheticWorldConfig, prompt: str, index: int) -> WorldSample:
@@ -54,7 +56,7 @@ def background_rgb(cfg: SyntheticWorldConfig) -> torch.Tensor:
 
 
 def colour_rgb(cfg: SyntheticWorldConfig) -> torch.Tensor:
-    from dro.data.synthetic import _RGB
+    from world.synthetic import _RGB
 
     return torch.tensor([_RGB[c] for c in cfg.colors], dtype=torch.float32) / 255.0
 

@@ -13,14 +13,14 @@ def _one_thread():
 
 @pytest.fixture(scope="session")
 def world():
-    from dexter.world.data import world_config
+    from world.data import world_config
 
     return world_config(2, image_size=16)
 
 
 @pytest.fixture(scope="session")
 def clip_tokenizer(tmp_path_factory, world):
-    from dexter.word_tokenizers import build_clip_word_tokenizer
-    from dexter.world.captions import world_words
+    from common.word_tokenizers import build_clip_word_tokenizer
+    from world.captions import world_words
 
     return build_clip_word_tokenizer(world_words(world), tmp_path_factory.mktemp("cliptok"))

@@ -1,6 +1,6 @@
 import numpy as np
 
-from dexter.world.captions import (
+from world.captions import (
     Caption,
     consistency_matrix,
     full_caption,
@@ -8,7 +8,7 @@ from dexter.world.captions import (
     single_word_prompt,
     world_words,
 )
-from dro.data.synthetic import WorldSample
+from world.synthetic import WorldSample
 
 
 def test_world_words_cover_captions_and_templates(world):
@@ -18,7 +18,7 @@ def test_world_words_cover_captions_and_templates(world):
 
 
 def test_full_caption_matches_the_worlds_caption(world):
-    from dro.data.synthetic import caption
+    from world.synthetic import caption
 
     s = WorldSample(shape=1, color=0, background=1, style_seed=3)
     assert full_caption(world, s).text == caption(world, s) == "a picture of a red square on land"

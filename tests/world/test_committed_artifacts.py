@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif(not (ROOT / "world.json").exists(), reason="worl
 
 @pytest.fixture(scope="module")
 def manifest():
-    from dexter.world.manifest import load_manifest
+    from world.manifest import load_manifest
 
     return load_manifest(ROOT)
 

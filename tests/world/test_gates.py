@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from dexter.world.gates import accuracy, faithfulness
+from world.gates import accuracy, faithfulness
 
 
 def test_accuracy_counts_equal_entries():
@@ -35,7 +35,7 @@ def test_faithfulness_of_an_unnamed_attribute_is_nan():
 
 
 def test_gates_fail_on_one_weak_value_although_the_average_is_high():
-    from dexter.world.gates import gates_passed
+    from world.gates import gates_passed
 
     good = {"clip_accuracy_min": 0.99, "single_word_faithfulness_min": 0.95}
     assert gates_passed(good)

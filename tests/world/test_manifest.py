@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from dexter.world.manifest import WorldNotCoveredError, check_world_covered, load_manifest
+from world.manifest import WorldNotCoveredError, check_world_covered, load_manifest
 
 
 def _write(tmp_path, num_classes=2, image_size=32):
@@ -40,5 +40,5 @@ def test_other_image_size_fails_loudly(tmp_path):
 
 
 def test_missing_manifest_names_the_training_command(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m dexter.world train"):
+    with pytest.raises(FileNotFoundError, match="python -m world train"):
         load_manifest(tmp_path)

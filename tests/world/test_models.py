@@ -5,19 +5,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dexter.world.captions import world_words
-from dexter.world.data import render_tensor, world_samples
+from world.captions import world_words
+from world.data import render_tensor, world_samples
 
 
 def _tiny_clip(tok, world):
-    from dexter.world.clip import build_clip
+    from world.clip import build_clip
 
     torch.manual_seed(0)
     return build_clip(tok, image_size=world.image_size, hidden=32, layers=1, patch=4)
 
 
 def test_vae_training_lowers_reconstruction_error_and_sets_the_scale(world):
-    from dexter.world.vae import build_vae, encode_latents, set_scaling_factor, train_vae
+    from world.vae import build_vae, encode_latents, set_scaling_factor, train_vae
 
     images = render_tensor(world, world_samples(world, 64, 1))
     torch.manual_seed(0)
@@ -32,7 +32,7 @@ def test_vae_training_lowers_reconstruction_error_and_sets_the_scale(world):
 
 
 def test_multi_positive_loss_prefers_consistent_captions():
-    from dexter.world.clip import multi_positive_loss
+    from world.clip import multi_positive_loss
 
     positive = torch.tensor([[True, True, False], [False, False, True]])
     good = torch.tensor([[5.0, 5.0, -5.0], [-5.0, -5.0, 5.0]])
@@ -41,7 +41,7 @@ def test_multi_positive_loss_prefers_consistent_captions():
 
 
 def test_clip_training_runs_and_lowers_its_loss(world, clip_tokenizer):
-    from dexter.world.clip import train_clip, zero_shot
+    from world.clip import train_clip, zero_shot
 
     samples = world_samples(world, 128, 1)
     images = render_tensor(world, samples)
@@ -56,8 +56,8 @@ def test_clip_training_runs_and_lowers_its_loss(world, clip_tokenizer):
 def test_bert_training_runs_and_lowers_its_loss(tmp_path, world):
     from transformers import BertForMaskedLM, BertTokenizer
 
-    from dexter.word_tokenizers import build_bert_word_tokenizer
-    from dexter.world.bert import build_bert, train_bert
+    from common.word_tokenizers import build_bert_word_tokenizer
+    from world.bert import build_bert, train_bert
 
     tok = build_bert_word_tokenizer(world_words(world), tmp_path)
     torch.manual_seed(0)
@@ -76,8 +76,8 @@ def test_unet_trains_and_the_pipeline_folder_loads_and_samples_in_four_lcm_steps
     from diffusers import LCMScheduler, StableDiffusionPipeline
     from transformers import CLIPModel, CLIPProcessor
 
-    from dexter.world.clip import build_processor
-    from dexter.world.generator import (
+    from world.clip import build_processor
+    from world.generator import (
         assemble_pipeline,
         build_scheduler,
         build_unet,
@@ -85,7 +85,7 @@ def test_unet_trains_and_the_pipeline_folder_loads_and_samples_in_four_lcm_steps
         text_encoder_from_clip,
         train_unet,
     )
-    from dexter.world.vae import build_vae, encode_latents, set_scaling_factor
+    from world.vae import build_vae, encode_latents, set_scaling_factor
 
     samples = world_samples(world, 64, 1)
     images = render_tensor(world, samples)
@@ -128,14 +128,14 @@ def test_unet_trains_and_the_pipeline_folder_loads_and_samples_in_four_lcm_steps
     proc = CLIPProcessor.from_pretrained(clip_dir)
     px = proc(images=[np.zeros((16, 16, 3), np.uint8)], return_tensors="pt").pixel_values
     assert px.shape == (1, 3, 16, 16)
-    from dexter.world.clip import normalise
+    from world.clip import normalise
 
     assert torch.allclose(px, normalise(torch.full((1, 3, 16, 16), -1.0)), atol=1e-4)
     assert loaded.get_image_features(pixel_values=px).pooler_output.shape == (1, 32)
 
 
 def test_training_is_deterministic_given_the_seed(world):
-    from dexter.world.vae import build_vae, train_vae
+    from world.vae import build_vae, train_vae
 
     images = render_tensor(world, world_samples(world, 32, 1))
     runs = []
@@ -149,7 +149,7 @@ def test_training_is_deterministic_given_the_seed(world):
 
 def test_unet_resume_equals_an_uninterrupted_run(world, clip_tokenizer):
     """Constant LR after warm-up and per-step random streams: N steps then M more == N + M steps."""
-    from dexter.world.generator import build_scheduler, build_text_encoder, build_unet, train_unet
+    from world.generator import build_scheduler, build_text_encoder, build_unet, train_unet
 
     samples = world_samples(world, 16, 1)
     latents = torch.randn(16, 4, 4, 4)

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from dexter.world.schedule import one_cycle
+from world.schedule import one_cycle
 
 
 def _lrs(make, steps: int) -> list[float]:
@@ -38,8 +38,8 @@ def test_the_recipe_is_torch_one_cycle_where_torch_works(steps, pct):
 
 
 def test_world_train_with_a_one_step_warm_up(tmp_path):
-    """``python -m dexter.world train --vae-steps 20`` (and 10 BERT steps): a 1-step warm-up at 5 % / 10 %."""
-    from dexter.world.__main__ import main
+    """``python -m world train --vae-steps 20`` (and 10 BERT steps): a 1-step warm-up at 5 % / 10 %."""
+    from world.__main__ import main
 
     torch.set_num_threads(1)
     rc = main(["train", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--phases", "vae,bert",

@@ -1,4 +1,4 @@
-"""Command line: ``python -m dexter.world train --out data/world`` and ``python -m dexter.world gates``."""
+"""Command line: ``python -m world train --out data/world`` and ``python -m world gates``."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ def _bool(text: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dexter.world.settings import WorldTrainSettings
+    from world.settings import WorldTrainSettings
 
-    parser = argparse.ArgumentParser(prog="python -m dexter.world", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m world", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train the world models (resumable)")
     train.add_argument("--out", type=Path, default=Path("data/world"))
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
 
     if args.command == "train":
-        from dexter.world.train import settings_with, train_world
+        from world.train import settings_with, train_world
 
         settings = settings_with(
             WorldTrainSettings(), **{f.name: getattr(args, f.name) for f in fields(WorldTrainSettings)}
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         timings = train_world(args.out, args.work, settings, tuple(p for p in args.phases.split(",") if p))
         logging.info("trained %s in %.0fs", timings, time.time() - t0)
         return 0
-    from dexter.world.gates import run_gates
+    from world.gates import run_gates
 
     result = run_gates(args.models, n=args.samples, seed=args.seed, metrics_path=args.metrics,
                        threads=args.threads, record=args.record)

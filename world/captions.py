@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dro.data.synthetic import SyntheticWorldConfig, WorldSample
+from world.synthetic import SyntheticWorldConfig, WorldSample
 
 ATTRIBUTES = ("shape", "color", "background")
 PREFIX = "a picture of a"

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dexter.world.captions import Caption, consistency_matrix, random_caption, single_word_prompt
-from dro.data.synthetic import SyntheticWorldConfig, WorldSample
+from world.captions import consistency_matrix, random_caption, single_word_prompt
+from world.synthetic import SyntheticWorldConfig, WorldSample
 
 log = logging.getLogger(__name__)
 

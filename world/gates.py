@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dexter.world.captions import ATTRIBUTES, full_caption, single_word_prompt
-from dexter.world.data import HELDOUT_STREAM, attribute_array, render_tensor, world_config, world_samples
-from dro.io import atomic_write_json
-from dro.progress import progress_bar
+from common.io import atomic_write_json
+from common.progress import progress_bar
+from world.captions import ATTRIBUTES, full_caption, single_word_prompt
+from world.data import HELDOUT_STREAM, attribute_array, render_tensor, world_config, world_samples
 
 log = logging.getLogger(__name__)
 CLIP_TARGET = 0.95
@@ -77,7 +77,7 @@ def faithfulness(pred: np.ndarray, named: np.ndarray) -> dict[str, float]:
 
 def recognise(clip, tokenizer, images: torch.Tensor, cfg) -> np.ndarray:
     """N x 3 zero-shot (shape, color, background) indices of [-1, 1] images."""
-    from dexter.world.clip import zero_shot
+    from world.clip import zero_shot
 
     banks = [cfg.shapes, cfg.colors, cfg.backgrounds]
     return np.stack([zero_shot(clip, tokenizer, images, words) for words in banks], axis=1)
@@ -116,7 +116,7 @@ def run_gates(
     from diffusers import StableDiffusionPipeline
     from transformers import CLIPModel, CLIPTokenizer
 
-    from dexter.world.manifest import load_manifest
+    from world.manifest import load_manifest
 
     if threads:
         torch.set_num_threads(threads)

@@ -13,7 +13,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from dexter.world.schedule import one_cycle
+from world.schedule import one_cycle
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dexter.world.captions import random_caption
-from dro.data.synthetic import SyntheticWorldConfig, WorldSample
+from world.captions import random_caption
+from world.synthetic import SyntheticWorldConfig, WorldSample
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def build_text_encoder(tokenizer, hidden: int = 64):
     """A fresh CLIPTextModel with the world CLIP's text-tower architecture (for joint training)."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from dexter.world.clip import text_config
+    from world.clip import text_config
 
     return CLIPTextModel(CLIPTextConfig(**text_config(tokenizer, hidden)))
 

@@ -14,11 +14,11 @@ inside it first. Both builders check by round trip that each word is one token a
 
 from __future__ import annotations
 
-from dexter.errors import DexterInputError
-
 from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from common.errors import UserInputError
 
 CLIP_BOS = "<|startoftext|>"
 CLIP_EOS = "<|endoftext|>"
@@ -29,7 +29,7 @@ BERT_PUNCTUATION = (".", ",")
 BERT_SUBWORDS = ("##s", "##ing")
 
 
-class WordTokenizerError(DexterInputError):
+class WordTokenizerError(UserInputError, ValueError):
     """A word cannot be made a single token (wrong characters, or the merges cannot be ordered)."""
 
 

@@ -13,9 +13,9 @@ import time
 import numpy as np
 import torch
 
-from dexter.world.captions import random_caption
-from dexter.world.schedule import one_cycle
-from dro.data.synthetic import SyntheticWorldConfig, WorldSample
+from world.captions import random_caption
+from world.schedule import one_cycle
+from world.synthetic import SyntheticWorldConfig, WorldSample
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""``python -m dexter.world train``: train the world's VAE, CLIP, BERT and generator and save them.
+"""``python -m world train``: train the world's VAE, CLIP, BERT and generator and save them.
 
 Phases run in order vae -> clip -> bert -> sd; each writes its artifact when done and is skipped when
 its artifact exists, so an interrupted run resumes (the UNet also resumes from its last checkpoint in
@@ -21,8 +21,9 @@ from pathlib import Path
 
 import torch
 
-from dexter.world.captions import world_words
-from dexter.world.data import (
+from common.io import atomic_write_json
+from world.captions import world_words
+from world.data import (
     TRAIN_STREAM,
     VALIDATION_STREAM,
     attribute_array,
@@ -31,9 +32,8 @@ from dexter.world.data import (
     world_config,
     world_samples,
 )
-from dexter.world.manifest import MANIFEST
-from dexter.world.settings import WorldTrainSettings
-from dro.io import atomic_write_json
+from world.manifest import MANIFEST
+from world.settings import WorldTrainSettings
 
 log = logging.getLogger(__name__)
 PHASES = ("vae", "clip", "bert", "sd")
@@ -74,7 +74,7 @@ def train_world(
 
 
 def _vae(out, work, settings, cfg, samples, images) -> bool:
-    from dexter.world.vae import build_vae, encode_latents, set_scaling_factor, train_vae
+    from world.vae import build_vae, encode_latents, set_scaling_factor, train_vae
 
     path = work / "vae"
     if _phase_done(path):
@@ -100,8 +100,8 @@ def _load_vae(work: Path):
 
 
 def _clip(out, work, settings, cfg, samples, images) -> bool:
-    from dexter.word_tokenizers import build_clip_word_tokenizer
-    from dexter.world.clip import build_clip, build_processor, train_clip
+    from common.word_tokenizers import build_clip_word_tokenizer
+    from world.clip import build_clip, build_processor, train_clip
 
     path = out / "clip"
     if _phase_done(path):
@@ -123,8 +123,8 @@ def _clip(out, work, settings, cfg, samples, images) -> bool:
 
 
 def _bert(out, work, settings, cfg, samples, images) -> bool:
-    from dexter.word_tokenizers import build_bert_word_tokenizer
-    from dexter.world.bert import build_bert, train_bert
+    from common.word_tokenizers import build_bert_word_tokenizer
+    from world.bert import build_bert, train_bert
 
     path = out / "bert"
     if _phase_done(path):
@@ -142,16 +142,16 @@ def _bert(out, work, settings, cfg, samples, images) -> bool:
 
 
 def _sd(out, work, settings, cfg, samples, images) -> bool:
-    from dexter.word_tokenizers import build_clip_word_tokenizer
-    from dexter.world.captions import full_caption
-    from dexter.world.generator import (
+    from common.word_tokenizers import build_clip_word_tokenizer
+    from world.captions import full_caption
+    from world.generator import (
         assemble_pipeline,
         build_scheduler,
         build_text_encoder,
         build_unet,
         train_unet,
     )
-    from dexter.world.vae import encode_latents
+    from world.vae import encode_latents
 
     path = out / "sd"
     if _phase_done(path):
@@ -219,8 +219,8 @@ def _faithfulness_check(out, cfg, unet, vae, text_encoder, tok, scheduler, held,
     Only logged (never steers training); skipped while the CLIP is not trained yet."""
     from transformers import CLIPModel
 
-    from dexter.world.gates import faithfulness, recognise
-    from dexter.world.generator import sample_images
+    from world.gates import faithfulness, recognise
+    from world.generator import sample_images
 
     if not _phase_done(out / "clip"):
         return {}

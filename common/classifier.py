@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.errors import UserInputError
+
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -36,7 +38,7 @@ _TORCHVISION_HEADS = {
 _PAPER_WEIGHTS = "IMAGENET1K_V1"
 
 
-class ModelError(RuntimeError):
+class ModelError(UserInputError, RuntimeError):
     """A classifier cannot be built or loaded (unknown arch, missing weights, offline download)."""
 
 
@@ -167,13 +169,25 @@ def save_classifier(model: Classifier, out_dir: Path | str) -> None:
     """Write ``config.json`` + ``model.safetensors`` atomically."""
     from safetensors.torch import save
 
-    from dro.io import atomic_write_json, atomic_writer
+    from common.io import atomic_write_json, atomic_writer
 
     out_dir = Path(out_dir)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_writer(out_dir / WEIGHTS_FILE, "wb") as f:
         f.write(save(state))
     atomic_write_json(out_dir / CONFIG_FILE, model.config.to_json())
+
+
+def read_class_names(model_dir: Path | str) -> list[str]:
+    """The class names of a classifier saved by :func:`save_classifier`, from its config alone (cheap)."""
+    config = Path(model_dir) / CONFIG_FILE
+    if not config.is_file():
+        raise ModelError(f"no classifier at {model_dir} (run the train_erm stage first)")
+    try:
+        names = json.loads(config.read_text())["class_names"]
+    except (ValueError, KeyError, TypeError):
+        raise ModelError(f"{config}: no class_names list") from None
+    return [str(n) for n in names]
 
 
 def load_classifier(model_dir: Path | str, device: torch.device | str = "cpu") -> Classifier:

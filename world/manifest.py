@@ -11,10 +11,12 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from common.errors import UserInputError
+
 MANIFEST = "world.json"
 
 
-class WorldNotCoveredError(ValueError):
+class WorldNotCoveredError(UserInputError, ValueError):
     """The trained world models do not cover the requested synthetic world."""
 
 
@@ -22,7 +24,7 @@ def load_manifest(world_dir: Path | str) -> dict:
     path = Path(world_dir) / MANIFEST
     if not path.exists():
         raise FileNotFoundError(
-            f"{path}: no world manifest; train the world models with `python -m dexter.world train --out {world_dir}`"
+            f"{path}: no world manifest; train the world models with `python -m world train --out {world_dir}`"
         )
     return json.loads(path.read_text())
 
@@ -40,12 +42,12 @@ def check_world_covered(world_dir: Path | str, image_size: int, *, shapes: Seque
                 f"synthetic.{key} asks for {missing}, but the world models in {world_dir} were trained on "
                 f"shapes {manifest['shapes']}, colors {manifest['colors']}, backgrounds {manifest['backgrounds']}; "
                 f"point synthetic.models at models that cover them, or retrain with "
-                f"`python -m dexter.world train --num-classes 4 --out {world_dir}`"
+                f"`python -m world train --num-classes 4 --out {world_dir}`"
             )
     if image_size != manifest["image_size"]:
         raise WorldNotCoveredError(
             f"synthetic.image_size={image_size}, but the world models in {world_dir} were trained at "
             f"{manifest['image_size']} px; set synthetic.image_size: {manifest['image_size']} or retrain with "
-            f"`python -m dexter.world train --image-size {image_size} --out {world_dir}`"
+            f"`python -m world train --image-size {image_size} --out {world_dir}`"
         )
     return manifest

@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import torch
 
-from dro.data.synthetic import SyntheticWorldConfig, WorldSample, render_many, sample_world
+from world.synthetic import SyntheticWorldConfig, WorldSample, render_many, sample_world
 
 # sample_world seeds: training, in-training validation and the gates' held-out images never overlap.
 TRAIN_STREAM = 1
@@ -39,12 +39,6 @@ def images_to_tensor(images: np.ndarray) -> torch.Tensor:
 
 def render_tensor(cfg: SyntheticWorldConfig, samples: list[WorldSample]) -> torch.Tensor:
     return images_to_tensor(render_many(cfg, samples))
-
-
-def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
-    """N x 3 x H x W in [-1, 1] -> N x H x W x 3 uint8."""
-    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
 def attribute_array(samples: list[WorldSample]) -> np.ndarray:

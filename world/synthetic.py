@@ -6,7 +6,7 @@ that the training split ties to that class with a chosen strength; a class witho
 Val and test are balanced over every (class, colour, background) cell, so the worst cell shows whether
 a classifier learnt the shape or a shortcut. Every image has a caption in a small fixed vocabulary
 ("a picture of a red circle on water"), which is what lets the project train small text-to-image, CLIP
-and BERT models on this world (see ``dexter.world``).
+and BERT models on this world (see ``world``).
 
 Everything is a pure function of the config and the seed: the same config always renders the same
 pixels, so the world needs no files on disk to be reproducible.
@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from common.errors import UserInputError
+
 SHAPES = ("circle", "square", "triangle", "cross")
 COLORS = ("red", "yellow", "purple", "white")
 BACKGROUNDS = ("water", "land", "snow", "sand")
 ATTRIBUTES = ("color", "background")  # the nuisance attributes a shortcut can use
-ATTRIBUTE_VALUES = {"color": COLORS, "background": BACKGROUNDS}  # every value the renderer can draw
 
 _RGB = {
     "red": (215, 40, 40),
@@ -41,7 +42,7 @@ _BACKGROUND_RGB = {
 SPLITS = ("train", "val", "test")
 
 
-class WorldSpecError(ValueError):
+class WorldSpecError(UserInputError, ValueError):
     """An impossible world: the message starts with the offending key (``shortcuts.circle.value: ...``)."""
 
 
