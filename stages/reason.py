@@ -192,11 +192,14 @@ def run(params, dexter_dir: Path = DEXTER_DIR, out_dir: Path = REASONING_DIR, cl
         if not params.reasoning.verify.enabled:
             continue  # nothing was measured (a file left by an earlier, verified run is stale)
         v = json.loads((out_dir / d.name / VERIFICATION_FILE).read_text())
-        verification["classes"][d.name] = {k: v[k] for k in ("class_index", "class_name", "verdict", "verified",
+        verification["classes"][d.name] = {k: v[k] for k in ("class_index", "class_name", "verdict", "conclusive",
+                                                             "unreadable_contents", "verified",
                                                              "decisions", "alternatives", "tested", "skipped", "effects", "cost",
                                                              "cost_total", "activation")}
     verification["biased_classes"] = sorted(v["class_name"] for v in verification["classes"].values()
                                             if v["verdict"] == "biased")
+    verification["inconclusive_classes"] = sorted(v["class_name"] for v in verification["classes"].values()
+                                                  if not v["conclusive"])
     atomic_write_json(out_dir / "summary.json", summary)
     atomic_write_json(out_dir / "verification.json", verification)
     return summary

@@ -37,6 +37,13 @@ def verdict_sentence(v: dict) -> str:
                 + f": with the attribute, images of other classes are called \"{name}\" more often (flip) or "
                 "the class's own images keep the class more often (drop) than with EACH of its alternatives, "
                 f"significantly (Holm-adjusted p < {s['alpha']:g}) and by at least {s['min_effect']:g}.")
+    if not v.get("conclusive", True):
+        untestable = sorted({e["attribute"] for e in v.get("effects", []) if not e.get("testable", True)})
+        return (f"**No evidence of a shortcut, and the test was inconclusive.** The classifier recognises too few of "
+                f"the generated images of {', '.join(v.get('unreadable_contents', [])) or 'some contents'} (under "
+                f"{s.get('min_recognition', 0):.0%} for every prompt), so the test of {', '.join(untestable)} could not "
+                "read them: the generator's images are outside what the classifier learnt, and nothing is claimed "
+                "either way.")
     if not effects:
         return (f"**No evidence of a shortcut.** No DEXTER keyword of \"{name}\" names an attribute that could be "
                 "tested, so no bias claim is made.")

@@ -189,6 +189,17 @@ class ClassVerification:
         return "biased" if self.verified else "no_evidence"
 
     @property
+    def unreadable(self) -> list[str]:
+        """Contents whose generated images the classifier does not recognise (rows no test could read)."""
+        return list(dict.fromkeys(r for e in self.effects for r in e.rows_out_of_domain))
+
+    @property
+    def conclusive(self) -> bool:
+        """False when nothing was verified and some test could not be read at all: "no evidence" then means
+        "not measurable here", not "measured and absent"."""
+        return bool(self.verified) or all(e.testable for e in self.effects)
+
+    @property
     def alternatives(self) -> dict[str, list[str]]:
         return {d.attribute: list(d.alternatives) for d in self.designs if d.attribute in self.verified}
 
@@ -200,6 +211,8 @@ class ClassVerification:
             "class_index": self.class_index,
             "class_name": self.class_name,
             "verdict": self.verdict,
+            "conclusive": self.conclusive,
+            "unreadable_contents": self.unreadable,
             "verified": self.verified,
             "decisions": {d.attribute: self.decision(d.attribute) for d in self.designs},
             "alternatives": self.alternatives,

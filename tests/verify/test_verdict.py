@@ -169,3 +169,18 @@ def test_decisions_say_which_tests_decided():
     assert v.as_dict()["decisions"] == {"water": "flip"}
     both = world_prober(CFG2, {0: ("background", 0), 1: ("background", 1)})  # each class keys on its background
     assert verify_class(both, designs(CFG2, 0, ["water"]), 0, "circle", n_images=16).decision("water") == "flip and drop"
+
+
+def test_unreadable_contents_make_no_evidence_inconclusive():
+    """The small world's generated circles are out of the classifier's domain: "no evidence" must say so."""
+    from dexter.reasoning.summary import verdict_sentence
+
+    rates = {caption(CFG2, WorldSample(s, c, b, 0)): {0: 0.1 if s == 0 else 0.0} for s, c, b in product(range(2), repeat=3)}
+    v = verify_class(TableProber(rates, 2), designs(CFG2, 0, ["water"]), 0, "circle", n_images=32)
+    assert v.verdict == "no_evidence" and not v.conclusive
+    assert v.unreadable == ["circle (red)", "circle (yellow)"]
+    d = v.as_dict()
+    assert d["conclusive"] is False and "inconclusive" in verdict_sentence(d) and "circle (red)" in verdict_sentence(d)
+    readable = {p: {0: 1.0 if s == 0 else 0.0} for p, s in zip(rates, [s for s, c, b in product(range(2), repeat=3)])}
+    ok = verify_class(TableProber(readable, 2), designs(CFG2, 0, ["water"]), 0, "circle", n_images=32)
+    assert ok.verdict == "no_evidence" and ok.conclusive and "inconclusive" not in verdict_sentence(ok.as_dict())
