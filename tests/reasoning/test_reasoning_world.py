@@ -19,7 +19,7 @@ WORLD_CLIP = Path(__file__).resolve().parents[2] / "data" / "world" / "clip"
 @pytest.mark.skipif(not (WORLD_CLIP / "config.json").is_file(), reason="world models not trained yet")
 def test_world_clip_offline_backend_finds_the_background_shortcut(tmp_path):
     from stages.params import parse_params
-    from stages.reason import synthetic_phrase_bank
+    from dexter.reasoning.world import synthetic_phrase_bank
 
     cfg = SyntheticWorldConfig.first(2)
     rng = np.random.default_rng(0)
@@ -29,7 +29,7 @@ def test_world_clip_offline_backend_finds_the_background_shortcut(tmp_path):
     class_dir = write_class_dir(tmp_path / "dexter", 0, "circle", [], [frames])
     p = parse_params({"models": {"world": {"stable_diffusion": "s", "bert": "b", "clip": str(WORLD_CLIP)}},
                       "synthetic": {"preset": "small"}})
-    backend = make_backend("offline", clip=str(WORLD_CLIP), phrases=synthetic_phrase_bank(p.synthetic))
+    backend = make_backend("offline", clip=str(WORLD_CLIP), phrases=synthetic_phrase_bank(p.synthetic.world_config()))
     result = reason_about_class(class_dir, tmp_path / "out", backend)
     backend.close()
     assert result.attributes.attributes[0] == "water"
