@@ -70,6 +70,8 @@ class DexterConfig:
     template: str | None = None  # None = the mode's template
     max_batch: int | None = None  # runs advanced together; None = all classes at once
     save_frames: bool = True
+    backprop_steps: int | None = None  # gradient through the last K sampler steps only (changes the method);
+    # None = through every step (the paper)
 
     # step_noise: the initial latent of a run is fixed (the prompt is what changes). The noise the LCM
     # scheduler injects between its steps is drawn FRESH at every optimisation step by default, as in the
@@ -98,6 +100,8 @@ class DexterConfig:
             raise DexterInputError(f"step_noise must be one of {list(STEP_NOISE)}, got {self.step_noise!r}")
         if self.max_batch is not None and self.max_batch < 1:
             raise DexterInputError(f"max_batch must be at least 1 or None, got {self.max_batch}")
+        if self.backprop_steps is not None and self.backprop_steps < 1:
+            raise DexterInputError(f"backprop_steps must be at least 1 or None, got {self.backprop_steps}")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> DexterConfig:
@@ -245,6 +249,7 @@ def dexter_step(models: DexterModels, states: Sequence[RunState]) -> list[StepRe
     images = sample_images(
         text_states, latents, models.sd.scheduler, models.sd.unet, models.sd.vae, cfg.inference_steps,
         cfg.guidance_scale, models.uncond_states, [seed for s in states for seed in step_noise_seeds(cfg, s)],
+        grad_steps=cfg.backprop_steps,
     )
     clf_dtype = models.classifier.head.weight.dtype
     class_logits, features = models.classifier(images.to(clf_dtype))

@@ -27,23 +27,38 @@ class DexterSection(Section):
     collect_hits: int = Field(0, ge=0)  # stop a run once this many images were classified as the class; 0 = off
     step_noise: Literal["fresh", "fixed"] = "fresh"  # noise between the LCM steps: fresh per step (original) | fixed
     safety_checker: bool = True  # blank saved frames the pipeline's safety checker flags (when it ships one)
-    max_batch: int | None = Field(None, ge=1)  # runs advanced together; None = all classes at once
+    max_batch: int | Literal["auto"] | None = None  # runs advanced together; None = all; auto = what fits the GPU
     inference_steps: int = Field(4, ge=1)
     guidance_scale: float = Field(1.0, ge=0)
     resolution: int | None = Field(None, ge=8)  # None = the generator's native size
-    dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto = fp16 on CUDA, fp32 on CPU
+    dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto = bf16 (else fp16) on CUDA, fp32 on CPU
     gradient_checkpointing: bool = False  # UNet/VAE recompute activations: less GPU memory for big batches
+    channels_last: bool = False  # UNet/VAE activations NHWC (same computation; faster on tensor-core GPUs)
+    compile: bool = False  # torch.compile the UNet and the VAE decoder (same computation; slow first step)
+    backprop_steps: int | None = Field(None, ge=1)  # CHANGES THE METHOD: gradient through only the last K
+    # sampler steps (the earlier ones run without gradient); None = through all of them (the paper)
     seed: int = 0
-    classes: list[int] | None = None  # None = every class of the classifier
+    classes: list[int | str] | str | None = None  # None / "all" = every class; indices and ranges "a-b"
     save_frames: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> DexterSection:
-        if self.classes is not None and (not self.classes or any(c < 0 for c in self.classes)):
-            raise ValueError("classes must be null or a non-empty list of class indices >= 0")
-        if self.classes is not None and len(set(self.classes)) != len(self.classes):
-            raise ValueError("classes has duplicates")
+        from dexter.errors import DexterInputError
+        from dexter.shards import parse_classes
+
+        if isinstance(self.max_batch, int) and self.max_batch < 1:
+            raise ValueError("max_batch must be at least 1, auto or null")
+        try:
+            parse_classes(self.classes)
+        except DexterInputError as e:
+            raise ValueError(str(e).removeprefix("classes: ")) from None
         return self
+
+    def class_indices(self, num_classes: int) -> list[int]:
+        """``classes`` resolved against a classifier of ``num_classes`` classes (ranges expanded)."""
+        from dexter.shards import parse_classes
+
+        return parse_classes(self.classes, num_classes)
 
 
 def _overrides_model() -> type[Section]:
