@@ -43,11 +43,17 @@ def _letter_words(n: int) -> list[str]:
                     return out
 
 
-def build_random_real_size(root: Path, dtype: torch.dtype, fast: bool = False) -> dict[str, str]:
+def build_random_real_size(root: Path, dtype: torch.dtype, fast: bool = False, reduced: bool = False
+                           ) -> dict[str, str]:
     """Save SD v1.4 / CLIP-L text / BERT-base architectures with random weights under ``root``.
 
-    ``fast`` shrinks everything to a few layers (for testing this script, not for figures).
+    ``fast`` shrinks everything to a few layers (for testing this script, not for figures). ``reduced``
+    keeps SD's block structure (4 UNet levels, 2 layers each, cross-attention in 3; 4 VAE levels) at a
+    fifth (UNet) and a quarter (VAE) of the widths, 4-layer text encoders of width 256 and vocabularies of 1/8 the real sizes
+    (3,815 BERT / 6,176 CLIP words): the CPU benchmark's size (``bench/compare.py``).
     """
+    if reduced:
+        return _build_reduced(root, dtype)
     from diffusers import AutoencoderKL, LCMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import BertConfig, BertForMaskedLM, CLIPTextConfig, CLIPTextModel
 
@@ -84,6 +90,37 @@ def build_random_real_size(root: Path, dtype: torch.dtype, fast: bool = False) -
     bert_cfg = BertConfig(vocab_size=len(bert_tok)) if not fast else BertConfig(
         vocab_size=len(bert_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
     BertForMaskedLM(bert_cfg).to(dtype).save_pretrained(root / "bert")
+    return {"stable_diffusion": str(root / "sd"), "lcm_lora": None, "bert": str(root / "bert")}
+
+
+REDUCED_TEXT = {"hidden_size": 256, "intermediate_size": 1024, "num_hidden_layers": 4, "num_attention_heads": 4}
+
+
+def _build_reduced(root: Path, dtype: torch.dtype) -> dict[str, str]:
+    from diffusers import AutoencoderKL, LCMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import BertConfig, BertForMaskedLM, CLIPTextConfig, CLIPTextModel
+
+    from dexter.word_tokenizers import build_bert_word_tokenizer, build_clip_word_tokenizer
+
+    words = _letter_words(49408 // 8)
+    clip_tok = build_clip_word_tokenizer(words + TEMPLATE_WORDS)
+    bert_tok = build_bert_word_tokenizer(words[: 30522 // 8] + TEMPLATE_WORDS, root / "bert")
+    text_cfg = CLIPTextConfig(vocab_size=len(clip_tok), max_position_embeddings=77, hidden_act="quick_gelu",
+                              bos_token_id=clip_tok.bos_token_id, eos_token_id=clip_tok.eos_token_id,
+                              pad_token_id=clip_tok.pad_token_id, **REDUCED_TEXT)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=16, block_out_channels=(64, 128, 256, 256), cross_attention_dim=256,
+                                attention_head_dim=8)
+    vae = AutoencoderKL(block_out_channels=(32, 64, 128, 128), layers_per_block=2, sample_size=128,
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+    scheduler = LCMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                             set_alpha_to_one=False, steps_offset=1)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=CLIPTextModel(text_cfg), tokenizer=clip_tok, unet=unet,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.to(dtype=dtype)
+    pipe.save_pretrained(root / "sd")
+    BertForMaskedLM(BertConfig(vocab_size=len(bert_tok), **REDUCED_TEXT)).to(dtype).save_pretrained(root / "bert")
     return {"stable_diffusion": str(root / "sd"), "lcm_lora": None, "bert": str(root / "bert")}
 
 

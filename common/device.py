@@ -45,14 +45,17 @@ def resolve_device(spec=None):
 
 
 def resolve_dtype(dtype, device):
-    """A dtype name (or torch dtype) -> torch dtype; ``auto`` by the module's policy."""
+    """A dtype name (or torch dtype) -> torch dtype. ``auto``: bf16 on CUDA GPUs that have it (fp16's range
+    overflows in long backward passes; bf16's does not), else fp16 on CUDA, fp32 elsewhere."""
     import torch
 
     if isinstance(dtype, torch.dtype):
         return dtype
     name = (dtype or "auto").lower()
     if name == "auto":
-        return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+        if torch.device(device).type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float16
     table = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
              "half": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
     if name not in table:

@@ -141,7 +141,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     m.add_argument("--sd", default=DEFAULT_SD, help="Stable Diffusion v1.x")
     m.add_argument("--lora", default=DEFAULT_LORA, help="LCM-LoRA adapter, or 'none'")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 ...")
-    p.add_argument("--dtype", default="auto", choices=DTYPES, help="auto = fp16 on CUDA, fp32 on CPU")
+    p.add_argument("--dtype", default="auto", choices=DTYPES, help="auto = bf16 (else fp16) on CUDA, fp32 on CPU")
     p.add_argument("--seed", type=int, default=0, help="seeds prompts, latents and noise")
     p.add_argument("--inference-steps", "--diff_steps", type=POSITIVE, default=4, help="LCM sampling steps")
     p.add_argument("--guidance-scale", type=_float(0.0, strict=False), default=1.0,

@@ -48,6 +48,8 @@ class DexterConfig:
     template: str | None = None  # None = the mode's template
     max_batch: int | None = None  # runs advanced together; None = all classes at once
     save_frames: bool = True
+    backprop_steps: int | None = None  # gradient through the last K sampler steps only (changes the method);
+    # None = through every step (the paper)
 
     # step_noise: the initial latent of a run is fixed (the prompt is what changes). The noise the LCM
     # scheduler injects between its steps is drawn FRESH at every optimisation step by default, as in the
@@ -76,6 +78,8 @@ class DexterConfig:
             raise DexterInputError(f"step_noise must be one of {list(STEP_NOISE)}, got {self.step_noise!r}")
         if self.max_batch is not None and self.max_batch < 1:
             raise DexterInputError(f"max_batch must be at least 1 or None, got {self.max_batch}")
+        if self.backprop_steps is not None and self.backprop_steps < 1:
+            raise DexterInputError(f"backprop_steps must be at least 1 or None, got {self.backprop_steps}")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> DexterConfig:

@@ -33,14 +33,17 @@ def load_dexter_models(
     dtype: str | torch.dtype | None = "auto",
     cache_dir: str | Path | None = None,
     gradient_checkpointing: bool = False,
+    channels_last: bool = False,
+    compile: bool = False,
 ) -> DexterModels:
     """Load SD (+LoRA) and BERT by spec, build the BERT->CLIP map (cached in ``cache_dir``), freeze the classifier.
 
-    Diffusion and text models use ``dtype`` ('auto' = fp16 on CUDA, fp32 on CPU); the classifier stays fp32
+    Diffusion and text models use ``dtype`` ('auto' = bf16, else fp16, on CUDA; fp32 on CPU); the classifier stays fp32
     (its gradients feed the image; fp16 classifiers are the user's choice via FeatureHeadClassifier).
     ``config.safety_checker`` loads the pipeline's safety checker (when it ships one) for the saved frames.
     ``gradient_checkpointing`` makes the UNet and VAE recompute activations in the backward pass: same
     gradients, far less memory, about a third more time (for large batches of classes on a GPU).
+    ``channels_last`` and ``compile``: speed options that keep the computation (``dexter.speed``).
     """
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
@@ -48,6 +51,10 @@ def load_dexter_models(
     components = load_sd(sd, lora, device=device, dtype=dtype)
     if gradient_checkpointing:
         components.enable_gradient_checkpointing()
+    if channels_last or compile:
+        from dexter.speed import apply_speed_options
+
+        apply_speed_options(components, channels_last=channels_last, compile=compile)
     bert_model, bert_tok = load_bert(bert, device=device, dtype=dtype)
     vmap = load_or_build_vocab_map(bert_tok, components.tokenizer, cache_dir)
     freeze_classifier(classifier, device)

@@ -47,12 +47,15 @@ def sample_images(
     guidance_scale: float = 1.0,
     uncond_states: torch.Tensor | None = None,
     noise_seeds: Sequence[int] | None = None,
+    grad_steps: int | None = None,
 ) -> torch.Tensor:
     """Run ``num_steps`` scheduler steps and decode once -> images (N, 3, H, W) in [0, 1], differentiable.
 
     ``text_states`` (N, 77, D) and ``latents`` (N, C, h, w) pair up row by row. ``guidance_scale`` <= 1 uses the
     conditional prediction only (LCM-LoRA's setting); above 1 it needs ``uncond_states`` (1 or N rows) and
     doubles the UNet batch. ``noise_seeds`` (one per row) seed the noise added between steps.
+    ``grad_steps``: only the last that many steps are differentiated (the earlier run under no_grad: less
+    memory and backward time, but a truncated gradient, so a different method); None = every step.
     """
     n = latents.shape[0]
     if text_states.shape[0] != n:
@@ -77,13 +80,16 @@ def sample_images(
         if len(noise_seeds) != n:
             raise ValueError(f"{len(noise_seeds)} noise seeds for {n} latents")
         step_kwargs["generator"] = [torch.Generator("cpu").manual_seed(int(s)) for s in noise_seeds]
-    for t in scheduler.timesteps:
-        model_in = scheduler.scale_model_input(torch.cat([sample] * 2) if cfg else sample, t)
-        pred = unet(model_in.to(dtype), t, encoder_hidden_states=cond, return_dict=False, **extra)[0]
-        if cfg:
-            uncond, text = pred.chunk(2)
-            pred = uncond + guidance_scale * (text - uncond)
-        sample = scheduler.step(pred, t, sample, return_dict=False, **step_kwargs)[0]
+    first_grad = 0 if grad_steps is None else max(len(scheduler.timesteps) - grad_steps, 0)
+    grad = torch.is_grad_enabled()
+    for i, t in enumerate(scheduler.timesteps):
+        with torch.set_grad_enabled(grad and i >= first_grad):
+            model_in = scheduler.scale_model_input(torch.cat([sample] * 2) if cfg else sample, t)
+            pred = unet(model_in.to(dtype), t, encoder_hidden_states=cond, return_dict=False, **extra)[0]
+            if cfg:
+                uncond, text = pred.chunk(2)
+                pred = uncond + guidance_scale * (text - uncond)
+            sample = scheduler.step(pred, t, sample, return_dict=False, **step_kwargs)[0]
     return decode_latents(vae, sample)
 
 

@@ -11,6 +11,13 @@ docs/METHOD.md section 4, per batch:
 4. robust loss ``= sum_g q_g * l_g`` with the NEW ``q`` and the UNADJUSTED ``l_g``. (The reference
    code adds the adjustment in place and so back-propagates the adjusted losses; docs/METHOD.md follows
    the paper's definition instead.)
+
+Several processes (DistributedDataParallel, each rank a slice of the global batch): ``l_g`` must be the
+mean over the GLOBAL batch, so the per-group loss sums and counts are all-reduced before step 1 (else
+every rank updates ``q`` from its own slice and the ranks' ``q`` drift apart). The differentiable part
+is rank r's share ``sum_g q_g * S_g^r / n_g`` (``S_g^r`` its slice's loss sum of group g, ``n_g`` the
+global count), times the world size because DDP averages gradients over ranks: the gradient is then
+exactly that of the global-batch loss.
 """
 
 from __future__ import annotations
@@ -28,10 +35,14 @@ def group_mean_losses(per_sample: torch.Tensor, groups: torch.Tensor, num_groups
         raise ValueError(f"losses {tuple(per_sample.shape)} and groups {tuple(groups.shape)} differ")
     if len(groups) and (int(groups.min()) < 0 or int(groups.max()) >= num_groups):
         raise ValueError(f"group ids must lie in [0, {num_groups}); got {groups.min()}..{groups.max()}")
-    one_hot = torch.nn.functional.one_hot(groups, num_groups).to(per_sample.dtype)  # B x G
-    counts = one_hot.sum(0)
-    sums = one_hot.t() @ per_sample
+    sums, counts = group_sums(per_sample, groups, num_groups)
     return sums / counts.clamp(min=1), counts
+
+
+def group_sums(per_sample: torch.Tensor, groups: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss sum and number of samples per group."""
+    one_hot = torch.nn.functional.one_hot(groups, num_groups).to(per_sample.dtype)  # B x G
+    return one_hot.t() @ per_sample, one_hot.sum(0)
 
 
 class GroupDROLoss:
@@ -61,15 +72,32 @@ class GroupDROLoss:
         # C / sqrt(n_g), 0 for groups without training data (they never appear in a batch).
         self.adjust = torch.where(counts > 0, adj / counts.clamp(min=1).sqrt(), torch.zeros_like(adj))
         self.q = torch.full((self.num_groups,), 1.0 / self.num_groups, device=device)
+        self.distributed = False  # set by the trainer under DDP: sums and counts are all-reduced
 
     def __call__(self, per_sample: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        if self.distributed:
+            return self._distributed_call(per_sample, groups)
         losses, _ = group_mean_losses(per_sample, groups, self.num_groups)
-        adjusted = losses.detach() + self.adjust
+        return losses @ self._update_q(losses.detach())
+
+    def _distributed_call(self, per_sample: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        local_sums, local_counts = group_sums(per_sample, groups, self.num_groups)
+        stats = torch.cat([local_sums.detach(), local_counts]).contiguous()
+        dist.all_reduce(stats)
+        sums, counts = stats[: self.num_groups], stats[self.num_groups:]
+        q = self._update_q(sums / counts.clamp(min=1))
+        return (local_sums / counts.clamp(min=1)) @ q * dist.get_world_size()
+
+    def _update_q(self, losses: torch.Tensor) -> torch.Tensor:
+        """Steps 2-3 on the (detached) group losses of the whole batch; returns the new ``q``."""
+        adjusted = losses + self.adjust
         if self.normalize_loss:
             adjusted = adjusted / adjusted.sum().clamp(min=1e-12)
         q = self.q * torch.exp(self.eta * adjusted)
         self.q = q / q.sum()
-        return losses @ self.q
+        return self.q
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"q": self.q.detach().cpu().clone()}
@@ -82,9 +110,19 @@ class GroupDROLoss:
 
 
 class ERMLoss:
-    """The plain mean: ERM through the same trainer interface (no state)."""
+    """The plain mean: ERM through the same trainer interface (no state). Under DDP, rank r's share of the
+    global mean (its slice's sum over the global batch size, times the world size: DDP averages)."""
+
+    def __init__(self) -> None:
+        self.distributed = False
 
     def __call__(self, per_sample: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
+        if self.distributed:
+            import torch.distributed as dist
+
+            n = torch.tensor([float(len(per_sample))], device=per_sample.device)
+            dist.all_reduce(n)
+            return per_sample.sum() / n[0] * dist.get_world_size()
         return per_sample.mean()
 
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -194,6 +194,80 @@ def _why_not_resume(state: dict, fp: str, cfg: TrainConfig, best_path: Path, ses
     return None
 
 
+def _world() -> tuple[int, int]:
+    """(world size, rank) of the process group this process joined; (1, 0) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _from_rank0(value, world: int):
+    """Rank 0's ``value`` on every rank (itself when there is one process)."""
+    if world == 1:
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _check_divisible(n: int, batch_size: int, world: int) -> None:
+    """Every rank must get a slice of every global batch, the same number of steps per epoch."""
+    if batch_size % world:
+        raise ValueError(f"batch_size {batch_size} is not divisible by the {world} processes (each takes an equal "
+                         "slice of every batch)")
+    if 0 < n % batch_size < world:
+        raise ValueError(f"the last batch of an epoch has {n % batch_size} sample(s), fewer than the {world} "
+                         "processes: choose a batch_size that leaves 0 or at least that many")
+
+
+def _rank_slices(order: np.ndarray, batch_size: int, rank: int, world: int) -> tuple[np.ndarray, list[int]]:
+    """Rank ``rank``'s part of every global batch of ``order`` (contiguous, equal for full batches) as one
+    order that chunks of ``batch_size // world`` split batch by batch, and the global batches' sizes."""
+    if world == 1:
+        return order, [len(order[s:s + batch_size]) for s in range(0, len(order), batch_size)]
+    parts, sizes = [], []
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        parts.append(np.array_split(batch, world)[rank])
+        sizes.append(len(batch))
+    return np.concatenate(parts), sizes
+
+
+def _sum_over_ranks(loss_sum: float, correct: int, seen: int, device) -> tuple[float, int, int]:
+    import torch.distributed as dist
+
+    t = torch.tensor([loss_sum, correct, seen], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t[0]), int(t[1]), int(t[2])
+
+
+def _ddp(module: nn.Module, device, log: Callable[[str], None] | None) -> nn.Module:
+    """``module`` under DistributedDataParallel. On CUDA, batch norms become SyncBatchNorm so their batch
+    statistics are the global batch's (torch's SyncBatchNorm has no CPU kernel: on CPU they stay per rank)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = torch.device(device)
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+    if device.type == "cuda":
+        if has_bn:
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        return DistributedDataParallel(module, device_ids=[device.index])
+    if has_bn and log is not None:
+        log("note: batch-norm statistics are per process on CPU (SyncBatchNorm needs CUDA)")
+    return DistributedDataParallel(module)
+
+
 def train(
     module: nn.Module,
     train_data: SplitData,
@@ -218,6 +292,7 @@ def train(
 
     ckpt_dir = Path(ckpt_dir)
     module.to(device)
+    world, rank = _world()
     if torch.device(device).type == "cuda":  # resume == uninterrupted needs deterministic kernels
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     if cfg.method == "group_dro" and train_data.groups is None:
@@ -231,6 +306,11 @@ def train(
     else:
         loss_fn = ERMLoss()
     selection = "val_worst_group" if val_data.groups is not None else "val_avg"
+    net: nn.Module = module
+    if world > 1:
+        _check_divisible(len(train_data.y), cfg.batch_size, world)
+        net = _ddp(module, device, log if rank == 0 else None)
+        loss_fn.distributed = True
 
     start_epoch, history, best = 0, [], {"epoch": 0, "score": -1.0}
     last = ckpt_dir / LAST
@@ -257,34 +337,44 @@ def train(
         loss_sum, correct, seen = 0.0, 0, 0
         bar = progress_bar(desc=f"epoch {epoch}/{cfg.epochs}", total=-(-len(order) // cfg.batch_size),
                            unit="batch", leave=False)  # within an epoch; each epoch ends with a log line
-        for step, (idx, x) in enumerate(train_data.source.iterate(order, cfg.batch_size, device)):
+        rank_order, global_sizes = _rank_slices(order, cfg.batch_size, rank, world)
+        batches = train_data.source.iterate(rank_order, cfg.batch_size // world, device)
+        for step, ((idx, x), global_size) in enumerate(zip(batches, global_sizes, strict=True)):
             ti = torch.from_numpy(idx)
             yb = y_all[ti].to(device)
-            logits = module(x)
+            logits = net(x)
             per_sample = F.cross_entropy(logits, yb, reduction="none")
             loss = loss_fn(per_sample, g_all[ti].to(device) if g_all is not None else None)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += float(loss.detach()) * len(idx)
+            loss_sum += float(loss.detach()) / world * global_size  # the ranks' shares add up to the batch's
             correct += int((logits.detach().argmax(1) == yb).sum())
             seen += len(idx)
             bar.update(1)
             if on_batch is not None:
                 on_batch(epoch, step)
         bar.close()
+        if world > 1:
+            loss_sum, correct, seen = _sum_over_ranks(loss_sum, correct, seen, device)
         row = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1)}
         row.update(_validate(module, val_data, device, cfg.eval_batch_size))
         if isinstance(loss_fn, GroupDROLoss):
             row["q"] = [float(v) for v in loss_fn.q]
         history.append(row)
         score = row["val_worst_group_acc"] if selection == "val_worst_group" else row["val_acc"]
-        if score > best["score"]:
-            data = save({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
-                        metadata=_best_stamp(fp, epoch))
-            best = {"epoch": epoch, "score": float(score), "sha256": hashlib.sha256(data).hexdigest()}
-            with atomic_writer(ckpt_dir / BEST, "wb") as f:
-                f.write(data)
+        # Under DDP rank 0 decides and writes: the ranks' BatchNorm buffers (and so their validation
+        # scores and serialised weights) may differ in the last bits; the file and its digest are rank 0's.
+        improved, score = _from_rank0((score > best["score"], score), world)
+        if improved:
+            digest = None
+            if rank == 0:
+                data = save({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
+                            metadata=_best_stamp(fp, epoch))
+                digest = hashlib.sha256(data).hexdigest()
+                with atomic_writer(ckpt_dir / BEST, "wb") as f:
+                    f.write(data)
+            best = {"epoch": epoch, "score": float(score), "sha256": _from_rank0(digest, world)}
         log(f"epoch {epoch}/{cfg.epochs} loss {row['train_loss']:.4f} train_acc {row['train_acc']:.3f} "
             f"val_acc {row['val_acc']:.3f}"
             + (f" val_wg {row['val_worst_group_acc']:.3f}" if "val_worst_group_acc" in row else ""))
@@ -293,8 +383,10 @@ def train(
             "optimizer": optimizer.state_dict(), "loss": loss_fn.state_dict(), "rng": _rng_state(),
             "history": history, "best": best, "config": asdict(cfg),
         }
-        with atomic_writer(last, "wb") as f:
-            torch.save(state, f)
+        if rank == 0:
+            with atomic_writer(last, "wb") as f:
+                torch.save(state, f)
+        _barrier(world)  # the other ranks read these files at the end
 
     weights = _best_weights(ckpt_dir / BEST, fp, best)
     if weights is None:  # another process wrote it, or it was changed after this run wrote it
@@ -302,6 +394,8 @@ def train(
                            "folder used by two runs at once, or the file changed?")
     module.load_state_dict(weights)
     module.eval()
-    atomic_write_json(ckpt_dir / "history.json", {"fingerprint": fp, "best": best, "history": history})
+    if rank == 0:
+        atomic_write_json(ckpt_dir / "history.json", {"fingerprint": fp, "best": best, "history": history})
+    _barrier(world)
     return TrainResult(best_epoch=best["epoch"], best_score=best["score"], selection=selection,
                        history=history, resumed_from=start_epoch)

@@ -116,7 +116,7 @@ def backend_settings(params) -> tuple[str, dict]:
 def class_dirs(root: Path) -> list[Path]:
     if not root.is_dir():
         raise StageInputError(f"{root}: not found (run the DEXTER stage first)")
-    # The explain stages write one folder per class, possibly inside a per-stage folder (explain@<c>).
+    # The explain stage writes one folder per class (older layouts nested them in a per-stage folder).
     dirs = class_dirs_with(root, KEYWORDS_FILE)
     if not dirs:
         raise StageInputError(f"{root}: no class folder with a keywords.json (run the DEXTER stage first)")

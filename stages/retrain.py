@@ -13,11 +13,18 @@ ERM is trained once: in ``full`` mode the ``erm`` row of seed ``seed`` IS the au
 ``train_erm`` stage (``outputs/erm``, trained with that seed and the same settings), evaluated on test
 like every row; only the other seeds of ``seeds`` train an ERM model here (``outputs/retrain/erm/``).
 If ``train.erm_epochs`` makes the audited model differ from the row, the row is trained as well.
+
+``processes: N > 1`` (full mode): the stage launches N torchrun workers (``stages.launch``) that train
+every run together under DistributedDataParallel, each rank a slice of every global batch (same global
+batch size, so the same run as one process up to float summation order; group DRO all-reduces its
+per-group sums, ``dro.group_dro``). Rank 0 alone writes checkpoints, models and results. ``last_layer``
+mode trains a linear head over cached features and stays one process.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from common.device import resolve_device
@@ -44,11 +51,19 @@ def run(argv: list[str] | None = None) -> None:
     ap.add_argument("--labels", type=Path, default=LABELS_DIR)
     ap.add_argument("--erm", type=Path, default=ERM_DIR)
     ap.add_argument("--out", type=Path, default=RESULTS_DIR)
-    args = ap.parse_args(argv)
+    raw_args = list(sys.argv[1:] if argv is None else argv)
+    args = ap.parse_args(raw_args)
 
+    from stages.launch import dist_info, init_process_group, worker_device
     from stages.params import load_params
 
     params = load_params(args.params)
+    dist = dist_info()
+    if not dist.is_worker and params.processes > 1:
+        if params.dro.mode == "full":
+            launch_workers(params, raw_args)
+            return
+        log(f"processes: {params.processes} ignored in last_layer mode (a linear head trains in one process)")
 
     from common.classifier import load_classifier
     from dro.data import open_prepared
@@ -56,7 +71,10 @@ def run(argv: list[str] | None = None) -> None:
     from dro.pipeline import METHODS, load_pseudo_groups, retrain, reuse_erm
     from dro.report import build_metrics, write_results
 
-    device = resolve_device(params.device)
+    device = worker_device(resolve_device(params.device), dist)
+    if dist.is_worker:
+        init_process_group(device)
+    main_rank = dist.rank == 0
     datasets = open_prepared(args.prepared)
     methods, mode = params.methods, params.dro.mode
     pseudo = {m: load_pseudo_groups(args.labels, datasets, method=m) for m in methods if METHODS[m][1] == "pseudo"}
@@ -76,11 +94,14 @@ def run(argv: list[str] | None = None) -> None:
                 run_ = retrain(method, datasets, model_spec(params), cfg, pseudo=pseudo.get(method), mode=mode,
                                erm_model=erm_model,
                                ckpt_dir=CHECKPOINTS / "retrain" / mode / method / f"seed{seed}",
-                               cache_dir=CACHE / "features", model_out=RETRAIN_DIR / method / f"seed{seed}",
-                               convention=convention_for(params.dataset), device=device, log=log,
-                               session=session)
+                               cache_dir=CACHE / "features",
+                               model_out=RETRAIN_DIR / method / f"seed{seed}" if main_rank else None,
+                               convention=convention_for(params.dataset), device=device,
+                               log=log if main_rank else _quiet, session=session)
             per_seed[method].append({"seed": seed, **run_.metrics})
             histories[method].append(run_.result.history)
+    if not main_rank:
+        return
     metrics = build_metrics(params.dataset, per_seed, params.seeds, mode)
     discovery = args.labels / "discovery.json"
     if params.dataset == "synthetic" and discovery.exists():
@@ -89,7 +110,28 @@ def run(argv: list[str] | None = None) -> None:
         metrics["discovery"] = json.loads(discovery.read_text())
     write_results(args.out, metrics, per_seed, histories)
     log((args.out / "table.md").read_text())
-    end_stage_session(CHECKPOINTS / "retrain" / "invocation.json")
+    if not dist.is_worker:  # the launcher ends the session once every worker is done
+        end_stage_session(CHECKPOINTS / "retrain" / "invocation.json")
+
+
+def _quiet(msg: str) -> None:
+    """The log of ranks other than 0 (rank 0 says the same)."""
+
+
+def launch_workers(params, raw_args: list[str]) -> None:
+    """Run this stage in ``processes`` torchrun workers; the session marker is made first so that every
+    worker reads the same id, and removed (node 0) when they all succeeded."""
+    from stages.launch import LaunchFailed, launch
+
+    marker = CHECKPOINTS / "retrain" / "invocation.json"
+    stage_session(marker)
+    try:
+        launch("stages.retrain", raw_args, params.processes, params.torchrun)
+    except LaunchFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    if params.torchrun.node_rank == 0:
+        end_stage_session(marker)
 
 
 @stage_main

@@ -31,7 +31,7 @@ def _declared(stage: dict, kind: str) -> list[str]:
 
 
 def test_explain_stage_shows_progress():
-    assert "--no-progress" not in STAGES["explain"]["do"]["cmd"]
+    assert "--no-progress" not in STAGES["explain"]["cmd"]
 
 
 def test_progress_in_a_log_is_whole_lines_at_most_one_per_interval(monkeypatch):
@@ -104,18 +104,20 @@ def test_stage_output_reaches_a_log_line_by_line():
 
 
 # ---------------------------------------------------------------------------------------------
-# Per-class explain stages
+# The explain stage
 # ---------------------------------------------------------------------------------------------
 
 
-def test_explain_stages_do_not_depend_on_the_class_list():
-    """Every dexter setting except ``classes``, key by key: dropping a class reruns no other class."""
+def test_explain_stage_depends_on_every_dexter_setting_and_the_launch():
+    """Key by key (the reason stage's whole-section dependency would rerun explain for nothing), plus
+    ``processes`` and ``torchrun``: a changed launch runs the stage again (the keywords stay the same)."""
     from stages.params.dexter import DexterSection
 
-    params = STAGES["explain"]["do"]["params"]
-    assert "dexter" not in params and "dexter.classes" not in params
+    params = STAGES["explain"]["params"]
+    assert "dexter" not in params and {"processes", "torchrun"} <= set(params)
+    assert {"stages/launch.py", "dexter/shards.py"} <= set(STAGES["explain"]["deps"])
     listed = {p.removeprefix("dexter.") for p in params if p.startswith("dexter.")}
-    assert listed == set(DexterSection.model_fields) - {"classes"}, "dvc.yaml explain params out of date"
+    assert listed == set(DexterSection.model_fields), "dvc.yaml explain params out of date"
     in_file = yaml.safe_load((REPO / "params.yaml").read_text())["dexter"]
     missing = listed - set(in_file)
     assert not missing, f"params.yaml must spell out dexter.{sorted(missing)} (DVC fails on a missing key)"

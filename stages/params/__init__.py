@@ -24,9 +24,30 @@ from stages.params.world import WorldSection
 DatasetName = Literal["synthetic", "waterbirds", "celeba"]
 
 
+class TorchrunSection(Section):
+    """How ``processes > 1`` is launched: torchrun's own settings (``torchrun --help``). One machine:
+    leave the defaults (``--standalone``). Several: ``nnodes`` machines, each running the stage with its
+    ``node_rank``, meeting at ``rdzv_endpoint`` (host:port of node 0) under ``rdzv_id``."""
+
+    nnodes: int = Field(1, ge=1)
+    node_rank: int = Field(0, ge=0)
+    rdzv_endpoint: str | None = None  # host:port; required when nnodes > 1
+    rdzv_id: str = "dexter-dro"
+
+    @model_validator(mode="after")
+    def _check(self) -> TorchrunSection:
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError("rdzv_endpoint (host:port of the first node) is required when nnodes > 1")
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"node_rank {self.node_rank} must be below nnodes {self.nnodes}")
+        return self
+
+
 class Params(Section):
     dataset: DatasetName = "synthetic"
     device: str = "auto"
+    processes: int = Field(1, ge=1)  # per node: explain and retrain (full mode) run under torchrun when > 1
+    torchrun: TorchrunSection = TorchrunSection()
     seed: int = 0
     seeds: list[int] = Field(default_factory=lambda: [0])
     synthetic: SyntheticSection = SyntheticSection()
@@ -123,4 +144,4 @@ def _first_error(e: ValidationError) -> str:
     return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"
 
 
-__all__ = ["Params", "ParamsError", "load_params", "parse_params", "TrainSettings", "ModelSet"]
+__all__ = ["Params", "ParamsError", "TorchrunSection", "load_params", "parse_params", "TrainSettings", "ModelSet"]

@@ -33,31 +33,49 @@ class DexterSection(Section):
     collect_hits: int = Field(_D.collect_hits, ge=0)  # stop a run once this many images were classified; 0 = off
     step_noise: Literal["fresh", "fixed"] = _D.step_noise  # noise between the LCM steps: fresh per step | fixed
     safety_checker: bool = _D.safety_checker  # blank saved frames the pipeline's safety checker flags
-    max_batch: int | None = Field(_D.max_batch, ge=1)  # runs advanced together; None = all classes at once
+    max_batch: int | Literal["auto"] | None = _D.max_batch  # runs advanced together; None = all; auto = what fits the GPU
     inference_steps: int = Field(_D.inference_steps, ge=1)
     guidance_scale: float = Field(_D.guidance_scale, ge=0)
     resolution: int | None = Field(_D.resolution, ge=8)  # None = the generator's native size
     soft_prompt_length: int = Field(_D.soft_prompt_length, ge=1)
     tau: float = Field(_D.tau, gt=0)  # Gumbel-softmax temperature of the backward pass
     template: str | None = _D.template  # None = the mode's template
-    dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto = fp16 on CUDA, fp32 on CPU
+    dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto = bf16 (else fp16) on CUDA, fp32 on CPU
     gradient_checkpointing: bool = False  # UNet/VAE recompute activations: less GPU memory for big batches
+    channels_last: bool = False  # UNet/VAE activations NHWC (same computation; faster on tensor-core GPUs)
+    compile: bool = False  # torch.compile the UNet and the VAE decoder (same computation; slow first step)
+    backprop_steps: int | None = Field(_D.backprop_steps, ge=1)  # CHANGES THE METHOD: gradient through only the
+    # last K sampler steps (the earlier ones run without gradient); None = through all of them (the paper)
     seed: int = _D.seed
-    classes: list[int] | None = None  # None = every class of the classifier
+    classes: list[int | str] | str | None = None  # None / "all" = every class; indices and ranges "a-b"
     save_frames: bool = _D.save_frames
 
     @model_validator(mode="after")
     def _check(self) -> DexterSection:
-        if self.classes is not None and (not self.classes or any(c < 0 for c in self.classes)):
-            raise ValueError("classes must be null or a non-empty list of class indices >= 0")
-        if self.classes is not None and len(set(self.classes)) != len(self.classes):
-            raise ValueError("classes has duplicates")
+        from dexter.errors import DexterInputError
+        from dexter.shards import parse_classes
+
+        if isinstance(self.max_batch, int) and self.max_batch < 1:
+            raise ValueError("max_batch must be at least 1, auto or null")
+        try:
+            parse_classes(self.classes)
+        except DexterInputError as e:
+            raise ValueError(str(e).removeprefix("classes: ")) from None
         return self
+
+    def class_indices(self, num_classes: int) -> list[int]:
+        """``classes`` resolved against a classifier of ``num_classes`` classes (ranges expanded)."""
+        from dexter.shards import parse_classes
+
+        return parse_classes(self.classes, num_classes)
 
 
 def library_config(section: DexterSection) -> DexterConfig:
     """The library config of a validated section: every DexterConfig field, by name."""
-    return DexterConfig(**{f.name: getattr(section, f.name) for f in fields(DexterConfig)})
+    values = {f.name: getattr(section, f.name) for f in fields(DexterConfig)}
+    if values["max_batch"] == "auto":  # measured on the loaded models by the explain stage
+        values["max_batch"] = None
+    return DexterConfig(**values)
 
 
 def _overrides_model() -> type[Section]:

@@ -27,3 +27,60 @@ def test_letter_words_are_single_tokens_and_distinct():
     from common.word_tokenizers import build_clip_word_tokenizer
 
     build_clip_word_tokenizer(words)  # raises unless every word is one token
+
+
+def _bench_module(name):
+    path = Path(__file__).resolve().parents[2] / "bench" / f"{name}.py"
+    import sys
+
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec = importlib.util.spec_from_file_location(f"{name}_bench", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
+
+
+def test_original_step_recreation_does_the_originals_work(build_models, monkeypatch):
+    """The dense translation matrix gets a full gradient; the text encoder runs 3x, the UNet 4x at batch 2,
+    the VAE decodes 3x, the safety tower 2x."""
+    import torch
+
+    from dexter.optimize import DexterConfig
+
+    models = build_models(DexterConfig(steps=2))
+    calls = {"text": 0, "unet": [], "decode": 0, "safety": 0}
+    te, unet, vae = models.sd.text_encoder, models.sd.unet, models.sd.vae
+    monkeypatch.setattr(te.encoder, "forward", _counting(te.encoder.forward, calls, "text"))
+    monkeypatch.setattr(unet, "forward", _counting(unet.forward, calls, "unet", batch=True))
+    monkeypatch.setattr(vae, "decode", _counting(vae.decode, calls, "decode"))
+    original = _bench_module("original_step")
+    safety = torch.nn.Identity()
+    safety.forward = _counting(lambda pixel_values: pixel_values, calls, "safety")
+    safety.register_parameter("p", torch.nn.Parameter(torch.zeros(1)))
+    step = original.OriginalStep(models, safety, safety_size=8)
+    step.step()
+    assert calls["text"] == 3 and calls["unet"] == [2] * 4 and calls["decode"] == 3 and calls["safety"] == 2
+    assert step.translation.grad is not None and step.translation.grad.shape == (step.vb, step.vc)
+
+
+def _counting(fn, calls, key, batch=False):
+    def wrapped(*args, **kwargs):
+        if batch:
+            calls[key].append(args[0].shape[0])
+        else:
+            calls[key] += 1
+        return fn(*args, **kwargs)
+
+    return wrapped
+
+
+@pytest.mark.slow
+def test_compare_writes_results(tmp_path):
+    compare = _bench_module("compare")
+    results = compare.main(["--size", "tiny", "--batches", "1", "2", "--steps", "1", "--out", str(tmp_path / "R.md")])
+    assert [(r["which"], r["batch"]) for r in results] == [("original", 1), ("project", 1), ("project", 2)]
+    text = (tmp_path / "R.md").read_text()
+    assert "| original (re-created) | 1 |" in text and "No GPU was available" in text

@@ -59,9 +59,15 @@ def test_unreachable_ids_fail_with_the_id_and_a_hint(tmp_path, monkeypatch):
         check_spec(str(tmp_path / "lora.safetensors"), "stable_diffusion")
 
 
+@pytest.mark.parametrize("bf16, expected", [(True, torch.bfloat16), (False, torch.float16)])
+def test_auto_dtype_on_cuda_is_bf16_where_the_gpu_has_it(monkeypatch, bf16, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    assert resolve_dtype("auto", "cuda") == expected
+
+
 def test_resolve_dtype():
     assert resolve_dtype("auto", "cpu") == torch.float32
-    assert resolve_dtype("auto", "cuda") == torch.float16
     assert resolve_dtype("bf16", "cpu") == torch.bfloat16
     with pytest.raises(ValueError):
         resolve_dtype("int8", "cpu")

@@ -151,8 +151,8 @@ def test_finished_stage_rerun_computes_again(tmp_path, model_set, erm, monkeypat
     assert "reusing" not in capsys.readouterr().out and second != first
 
 
-def test_dvc_fan_out_skips_classes_the_world_lacks(tmp_path, model_set, erm, monkeypatch):
-    """dvc.yaml fans out over dexter.classes ([0..3]); on the 2-class world explain@3 writes an empty
+def test_skip_absent_classes(tmp_path, model_set, erm, monkeypatch):
+    """--skip-absent-classes: on the 2-class world class 3 gives an empty
     folder and a metrics file saying so, without loading DEXTER's models."""
     from stages import explain
 
@@ -166,3 +166,108 @@ def test_dvc_fan_out_skips_classes_the_world_lacks(tmp_path, model_set, erm, mon
     assert (tmp_path / "outputs/dexter/class_3").is_dir()
     assert not list((tmp_path / "outputs/dexter/class_3").iterdir())
     assert json.loads((tmp_path / "m.json").read_text())["skipped"] == [3]
+
+
+# ---------------------------------------------------------------------------------------------
+# Several processes (processes > 1: torchrun workers, each a share of the classes)
+# ---------------------------------------------------------------------------------------------
+
+
+def _with_processes(path, n):
+    params = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**params, "processes": n}))
+    return path
+
+
+def _keywords(out):
+    return {p.parent.name: (d["keywords"], [(r["words"], r["steps"]) for r in d["runs"]])
+            for p in sorted(out.glob("*/keywords.json")) for d in [json.loads(p.read_text())]}
+
+
+def _fake_torchrun(monkeypatch, kill_rank=None):
+    """``launch`` replaced by the workers run one after another in this process (env as torchrun sets it);
+    ``kill_rank`` dies in its second run, and the launch then fails as torchrun's would."""
+    from stages import explain, launch
+
+    def fake(module, args, processes, torchrun):
+        assert module == "stages.explain"
+        failed = False
+        for rank in range(processes):
+            with monkeypatch.context() as m:
+                m.setenv("RANK", str(rank))
+                m.setenv("WORLD_SIZE", str(processes))
+                m.setenv("LOCAL_RANK", str(rank))
+                if rank == kill_rank:
+                    _kill_during_run_1(m)
+                try:
+                    explain.main.__wrapped__(list(args))
+                except _Killed:
+                    failed = True
+        if failed:
+            raise launch.LaunchFailed("torchrun exited with status 1")
+
+    monkeypatch.setattr(launch, "launch", fake)
+
+
+def test_sharded_stage_resumes_after_a_killed_worker(tmp_path, model_set, erm, monkeypatch, capsys):
+    """Rank 1 dies in its class's second run: the stage fails, nothing is published; the rerun reuses
+    rank 0's finished class and rank 1's finished run, and the keywords are those of one process."""
+    from stages import explain
+
+    monkeypatch.chdir(tmp_path)
+    one = _params(tmp_path, model_set)
+    args = ["--params", str(one), "--classifier", str(erm), "--no-progress"]
+    explain.main.__wrapped__([*args, "--out", "outputs/one", "--metrics", "one.json"])
+    two = _with_processes(_params(tmp_path, model_set), 2)
+    _fake_torchrun(monkeypatch, kill_rank=1)
+    with pytest.raises(SystemExit) as failed:
+        explain.main.__wrapped__([*args, "--out", "outputs/two", "--metrics", "two.json"])
+    assert failed.value.code == 1 and not (tmp_path / "outputs/two").exists()
+    work = tmp_path / "outputs/checkpoints/explain/two"
+    assert (work / "000_circle/keywords.json").exists()  # rank 0 finished its class
+    assert (work / "001_square/run_0/result.json").exists() and not (work / "001_square/keywords.json").exists()
+    _fake_torchrun(monkeypatch)
+    capsys.readouterr()
+    explain.main.__wrapped__([*args, "--out", "outputs/two", "--metrics", "two.json"])
+    assert "001_square: reusing 1 finished run(s)" in capsys.readouterr().out
+    assert _keywords(tmp_path / "outputs/two") == _keywords(tmp_path / "outputs/one")
+    assert set(json.loads((tmp_path / "two.json").read_text())["classes"]) == {"circle", "square"}
+    assert not work.exists()
+
+
+def test_worker_refuses_a_work_folder_it_was_not_launched_for(tmp_path, model_set, erm, monkeypatch, capsys):
+    from stages import explain
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr("sys.argv", ["explain", "--params", str(_params(tmp_path, model_set)),
+                                     "--classifier", str(erm)])
+    with pytest.raises(SystemExit) as exit_info:
+        explain.main()
+    assert exit_info.value.code == 2 and "was not prepared for these settings" in capsys.readouterr().err
+
+
+def test_real_torchrun_two_processes_give_the_keywords_of_one(tmp_path, model_set, erm, monkeypatch):
+    """The stage as DVC runs it, with processes: 2 (torchrun, two CPU workers): same keywords as one process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from stages import explain
+
+    monkeypatch.chdir(tmp_path)
+    p = _params(tmp_path, model_set)
+    args = ["--params", str(p), "--classifier", str(erm), "--no-progress"]
+    explain.main.__wrapped__([*args, "--out", "outputs/one", "--metrics", "one.json"])
+    _with_processes(p, 2)
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "stages.explain", *args, "--out", "outputs/two",
+                           "--metrics", "two.json"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "--nproc-per-node 2 --standalone" in proc.stdout
+    assert "rank 0/2: classes [0]" in proc.stdout and "rank 1/2: classes [1]" in proc.stdout
+    assert _keywords(tmp_path / "outputs/two") == _keywords(tmp_path / "outputs/one")

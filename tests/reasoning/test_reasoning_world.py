@@ -18,8 +18,8 @@ WORLD_CLIP = Path(__file__).resolve().parents[2] / "data" / "world" / "clip"
 @pytest.mark.slow
 @pytest.mark.skipif(not (WORLD_CLIP / "config.json").is_file(), reason="world models not trained yet")
 def test_world_clip_offline_backend_finds_the_background_shortcut(tmp_path):
-    from stages.params import parse_params
     from dexter.reasoning.world import synthetic_phrase_bank
+    from stages.params import parse_params
 
     cfg = SyntheticWorldConfig.first(2)
     rng = np.random.default_rng(0)
