@@ -218,7 +218,7 @@ def test_sharded_stage_resumes_after_a_killed_worker(tmp_path, model_set, erm, m
     one = _params(tmp_path, model_set)
     args = ["--params", str(one), "--classifier", str(erm), "--no-progress"]
     explain.main.__wrapped__([*args, "--out", "outputs/one", "--metrics", "one.json"])
-    two = _with_processes(_params(tmp_path, model_set), 2)
+    _with_processes(_params(tmp_path, model_set), 2)  # rewrites the same params.yaml with processes: 2
     _fake_torchrun(monkeypatch, kill_rank=1)
     with pytest.raises(SystemExit) as failed:
         explain.main.__wrapped__([*args, "--out", "outputs/two", "--metrics", "two.json"])
