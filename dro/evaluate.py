@@ -115,9 +115,13 @@ def aggregate_seeds(per_seed: Sequence[dict]) -> dict:
     avg = mean_std([r["avg_acc"] for r in per_seed])
     names = list(per_seed[0]["group_acc"])
     group = {n: mean_std([r["group_acc"][n] for r in per_seed]) for n in names}
+    both = {}
+    for key in ("avg_acc_plain", "avg_acc_train_weighted"):
+        if all(r.get(key) is not None for r in per_seed):
+            both[key], both[f"{key}_std"] = mean_std([r[key] for r in per_seed])
     return {
         "worst_group_acc": wg[0], "worst_group_acc_std": wg[1],
-        "avg_acc": avg[0], "avg_acc_std": avg[1],
+        "avg_acc": avg[0], "avg_acc_std": avg[1], **both,
         "group_acc": {n: (None if math.isnan(m) else m) for n, (m, _) in group.items()},
         "group_acc_std": {n: (None if math.isnan(s) else s) for n, (_, s) in group.items()},
         "avg_acc_convention": per_seed[0]["avg_acc_convention"],

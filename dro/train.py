@@ -59,10 +59,22 @@ class TrainConfig:
     normalize_loss: bool = False
     balanced_sampling: bool = True
     eval_batch_size: int = 512
+    # How an epoch draws the training set: ``default`` = group-balanced for group DRO (when
+    # ``balanced_sampling``), a permutation otherwise; ``group_balanced`` = every training group equally
+    # likely per draw whatever the loss (upsampling); ``repeat`` = a permutation of the set in which
+    # sample i occurs ``weights[i]`` times (JTT's upsampled error set). ``reweight``: the ERM loss is the
+    # mean of ``weights[i] * loss_i`` (inverse group frequencies). See docs/METHOD.md section 7.
+    sampler: Literal["default", "group_balanced", "repeat"] = "default"
+    reweight: bool = False
+    keep: Literal["best", "last"] = "best"  # last: the final epoch's weights (JTT's identification model)
 
     def __post_init__(self) -> None:
         if self.method not in ("erm", "group_dro"):
             raise ValueError(f"method must be 'erm' or 'group_dro', got {self.method!r}")
+        if self.sampler not in ("default", "group_balanced", "repeat"):
+            raise ValueError(f"sampler must be 'default', 'group_balanced' or 'repeat', got {self.sampler!r}")
+        if self.reweight and self.method != "erm":
+            raise ValueError("reweight applies to the ERM loss only")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
 
@@ -84,10 +96,16 @@ class SplitData:
     y: np.ndarray
     groups: np.ndarray | None = None
     num_groups: int = 0
+    weights: np.ndarray | None = None  # per-sample weights (``repeat`` counts or ``reweight`` loss weights)
 
     def __post_init__(self) -> None:
         if len(self.source) != len(self.y):
             raise ValueError(f"{len(self.source)} inputs but {len(self.y)} labels")
+        if self.weights is not None:
+            if len(self.weights) != len(self.y):
+                raise ValueError(f"{len(self.y)} labels but {len(self.weights)} sample weights")
+            if not (np.asarray(self.weights) >= 0).all() or not np.asarray(self.weights).sum() > 0:
+                raise ValueError("sample weights must be >= 0 and not all 0")
         if self.groups is not None:
             if len(self.groups) != len(self.y):
                 raise ValueError(f"{len(self.y)} labels but {len(self.groups)} group ids")
@@ -131,7 +149,8 @@ def fingerprint(module: nn.Module, cfg: TrainConfig, train: SplitData, val: Spli
         "cfg": asdict(cfg),
         "device": torch.device(device).type,
         "init": _hash_module(module),
-        "train": [train.source.fingerprint(), _hash_arrays(train.y, train.groups), train.num_groups],
+        "train": [train.source.fingerprint(), _hash_arrays(train.y, train.groups), train.num_groups]
+        + ([] if train.weights is None else [_hash_arrays(np.asarray(train.weights, dtype=np.float64))]),
         "val": [val.source.fingerprint(), _hash_arrays(val.y, val.groups), val.num_groups],
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
@@ -234,6 +253,12 @@ def train(
             counts, eta=cfg.eta, adjustment=cfg.adjustment, normalize_loss=cfg.normalize_loss, device=device)
     else:
         loss_fn = ERMLoss()
+    if cfg.reweight and train_data.weights is None:
+        raise ValueError("reweight needs per-sample weights")
+    if cfg.sampler == "repeat" and train_data.weights is None:
+        raise ValueError("the repeat sampler needs per-sample repeat counts")
+    if cfg.sampler == "group_balanced" and train_data.groups is None:
+        raise ValueError("group-balanced sampling needs training groups")
     selection = "val_worst_group" if val_data.groups is not None else "val_avg"
 
     start_epoch, history, best = 0, [], {"epoch": 0, "score": -1.0}
@@ -251,13 +276,18 @@ def train(
         else:
             log(f"ignoring checkpoint {last}: {why_not}; training from epoch 1")
 
-    balanced = cfg.method == "group_dro" and cfg.balanced_sampling
+    balanced = (cfg.method == "group_dro" and cfg.balanced_sampling) if cfg.sampler == "default" \
+        else cfg.sampler == "group_balanced"
+    repeats = np.asarray(train_data.weights, dtype=np.int64) if cfg.sampler == "repeat" else None
+    if repeats is not None and not np.array_equal(repeats, np.asarray(train_data.weights)):
+        raise ValueError("the repeat sampler needs integer repeat counts")
     n = len(train_data.y)
     y_all = torch.from_numpy(np.asarray(train_data.y, dtype=np.int64))
     g_all = None if train_data.groups is None else torch.from_numpy(np.asarray(train_data.groups, dtype=np.int64))
+    w_all = torch.from_numpy(np.asarray(train_data.weights, dtype=np.float32)) if cfg.reweight else None
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         module.train()
-        order = epoch_order(n, cfg.seed, epoch, groups=train_data.groups, balanced=balanced)
+        order = epoch_order(n, cfg.seed, epoch, groups=train_data.groups, balanced=balanced, repeats=repeats)
         loss_sum, correct, seen = 0.0, 0, 0
         bar = progress_bar(desc=f"epoch {epoch}/{cfg.epochs}", total=-(-len(order) // cfg.batch_size),
                            unit="batch", leave=False)  # within an epoch; each epoch ends with a log line
@@ -266,6 +296,8 @@ def train(
             yb = y_all[ti].to(device)
             logits = module(x)
             per_sample = F.cross_entropy(logits, yb, reduction="none")
+            if w_all is not None:
+                per_sample = per_sample * w_all[ti].to(device)
             loss = loss_fn(per_sample, g_all[ti].to(device) if g_all is not None else None)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -283,7 +315,7 @@ def train(
             row["q"] = [float(v) for v in loss_fn.q]
         history.append(row)
         score = row["val_worst_group_acc"] if selection == "val_worst_group" else row["val_acc"]
-        if score > best["score"]:
+        if score > best["score"] or cfg.keep == "last":
             best = {"epoch": epoch, "score": float(score)}
             with atomic_writer(ckpt_dir / BEST, "wb") as f:
                 f.write(save({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},

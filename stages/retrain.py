@@ -41,22 +41,31 @@ def run(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
 
     from dro.data import open_prepared
+    from dro.dfr import DfrSettings
     from dro.evaluate import convention_for
-    from dro.pipeline import METHODS, load_pseudo_groups, retrain, reuse_erm
+    from dro.methods import get_method, labellings_needed
+    from dro.pipeline import DroGrid, JttSettings, load_pseudo_groups, retrain, reuse_erm
     from dro.models import load_classifier
     from dro.report import build_metrics, write_results
 
     device = resolve_device(params.device)
     datasets = open_prepared(args.prepared)
-    methods, mode = params.methods, params.dro.mode
-    pseudo = {m: load_pseudo_groups(args.labels, datasets, method=m) for m in methods if METHODS[m][1] == "pseudo"}
+    methods, mode, d = params.methods, params.dro.mode, params.dro
+    seeds = params.retrain_seeds
+    pseudo = {lab: load_pseudo_groups(args.labels, datasets, method=lab) for lab in labellings_needed(methods)}
+    needs_erm = mode == "last_layer" or any(get_method(m).kind == "dfr" for m in methods)
     with input_errors():
-        erm_model = load_classifier(args.erm, device) if mode == "last_layer" else None
+        audited = load_classifier(args.erm, device) if needs_erm else None
+    grid = DroGrid(tuple(d.grid.adjustment), tuple(d.grid.eta))
+    jtt = JttSettings(epochs=d.jtt.epochs, lambda_up=d.jtt.lambda_up)
+    dfr = DfrSettings(c_grid=tuple(d.dfr.c_grid), n_fits=d.dfr.n_fits)
     per_seed: dict[str, list[dict]] = {m: [] for m in methods}
     histories: dict[str, list[list[dict]]] = {m: [] for m in methods}
     session = stage_session(CHECKPOINTS / "retrain" / "invocation.json")
-    for seed in params.seeds:
+    for seed in seeds:
         cfg = full_train_config(params, seed) if mode == "full" else last_layer_train_config(params, seed)
+        # DFR retrains the last layer of this seed's ERM row when it ran (full mode), else the audited model
+        erm_model = audited
         for method in methods:
             log(f"== {method}, seed {seed}, mode {mode}")
             run_ = None
@@ -66,15 +75,18 @@ def run(argv: list[str] | None = None) -> None:
                                      convention_for(params.dataset), device, log=log)
             if run_ is None:
                 with input_errors():
-                    run_ = retrain(method, datasets, model_spec(params), cfg, pseudo=pseudo.get(method), mode=mode,
-                                   erm_model=erm_model,
+                    run_ = retrain(method, datasets, model_spec(params), cfg,
+                                   pseudo=pseudo.get(get_method(method).pseudo_from), mode=mode,
+                                   erm_model=erm_model if get_method(method).kind == "dfr" else audited,
                                    ckpt_dir=CHECKPOINTS / "retrain" / mode / method / f"seed{seed}",
                                    cache_dir=CACHE / "features", model_out=RETRAIN_DIR / method / f"seed{seed}",
                                    convention=convention_for(params.dataset), device=device, log=log,
-                                   session=session)
+                                   session=session, grid=grid, jtt=jtt, dfr=dfr)
+            if method == "erm" and mode == "full" and run_.model is not None:
+                erm_model = run_.model.to(device)
             per_seed[method].append({"seed": seed, **run_.metrics})
             histories[method].append(run_.result.history)
-    metrics = build_metrics(params.dataset, per_seed, params.seeds, mode)
+    metrics = build_metrics(params.dataset, per_seed, seeds, mode)
     discovery = args.labels / "discovery.json"
     if params.dataset == "synthetic" and discovery.exists():
         import json
