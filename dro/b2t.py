@@ -1,5 +1,5 @@
 """B2T-style keywords (Kim et al., "Discovering and Mitigating Visual Biases through Keyword Explanation",
-CVPR 2024): the data-using peer of DEXTER. docs/METHOD.md section 7.5.
+CVPR 2024): the data-using peer of DEXTER. docs/METHOD.md section 9.5.
 
 1. The audited ERM model classifies the VALIDATION images; the ones it gets wrong are captioned (offline:
    CLIP retrieval over the reasoning stage's phrase bank; with an endpoint: its VLM, through the same

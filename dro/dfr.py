@@ -1,6 +1,6 @@
 """Deep Feature Reweighting (Kirichenko et al., ICLR 2023): retrain only the last layer of the ERM model.
 
-docs/METHOD.md section 7.3. The ERM backbone is frozen; its penultimate features of the VALIDATION set
+docs/METHOD.md section 9.3. The ERM backbone is frozen; its penultimate features of the VALIDATION set
 are split into two halves, each group halved (seeded). On half A, ``n_fits`` group-balanced subsets
 (every visible group subsampled to the size of the smallest) each fit an L1-regularised logistic
 regression on standardised features (scikit-learn ``liblinear``, as the DFR code); the coefficients are

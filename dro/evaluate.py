@@ -99,12 +99,15 @@ def evaluate_predictions(
     }
 
 
+STD_TEXT = "sample std (ddof=1) over seeds; 0 for one seed"
+
+
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and population std (0 for a single seed), ignoring None."""
+    """Mean and SAMPLE std (ddof=1, the unbiased variance's root; 0 for a single seed), ignoring None."""
     v = np.asarray([x for x in values if x is not None], dtype=float)
     if len(v) == 0:
         return float("nan"), float("nan")
-    return float(v.mean()), float(v.std())
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
 def aggregate_seeds(per_seed: Sequence[dict]) -> dict:

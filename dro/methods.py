@@ -5,7 +5,7 @@ JTT's two stages or DFR's last-layer fit), its loss, how it samples or weights t
 which labels it may see: the training data, group labels in training (none / true / pseudo), group
 labels for model selection on validation (none / true / pseudo), and what data its group discovery
 used. The stages and the results table read only this registry: adding a row is one entry here
-(docs/METHOD.md section 7 lists the formulas).
+(docs/METHOD.md section 9 lists the formulas).
 
 ``pseudo_from`` names the labelling whose pseudo-groups a ``pseudo`` method uses (the file the label
 stage writes, :func:`dro.pipeline.labels_file`): ``dro_dexter`` (DEXTER's keywords), ``dro_b2t``

@@ -143,7 +143,7 @@ def reuse_erm(erm_dir: Path, datasets: dict[str, GroupImageDataset], spec: Model
                          selection=record["selection"], history=record["history"])
     log(f"erm seed {cfg.seed}: the audited model in {erm_dir} (same run, not trained again): test worst-group "
         f"{metrics['worst_group_acc']:.4f} avg {metrics['avg_acc']:.4f} (best epoch {result.best_epoch})")
-    return MethodRun("erm", cfg.seed, metrics, result)
+    return MethodRun("erm", cfg.seed, metrics, result, model)
 
 
 def score_on_test(pred: np.ndarray, datasets: dict[str, GroupImageDataset], convention: Convention) -> dict:
@@ -288,7 +288,7 @@ class MethodRun:
 
 @dataclass(frozen=True)
 class JttSettings:
-    """JTT (docs/METHOD.md section 7.2): identification epochs T and the error set's upweight lambda_up."""
+    """JTT (docs/METHOD.md section 9.2): identification epochs T and the error set's upweight lambda_up."""
 
     epochs: int = 1
     lambda_up: int = 20
@@ -308,7 +308,7 @@ class DroGrid:
 
 def inverse_frequency_weights(groups: np.ndarray) -> np.ndarray:
     """w_i = N / (G * n_{g_i}) over the G present groups: every group carries the same total weight and
-    the mean weight is 1 (docs/METHOD.md section 7.4)."""
+    the mean weight is 1 (docs/METHOD.md section 9.4)."""
     groups = np.asarray(groups)
     counts = np.bincount(groups)
     return len(groups) / (np.count_nonzero(counts) * counts[groups].astype(np.float64))
@@ -394,16 +394,18 @@ def retrain(
                                        cache_dir, f"{info.name}-{s}", device, cfg.eval_batch_size, log)
                      for s in ("train", "val", "test")}
 
-        def fit(c: TrainConfig, groups, weights, folder: Path) -> tuple[torch.nn.Module, TrainResult]:
+        def fit(c: TrainConfig, groups, weights, folder: Path, see_val: bool = True
+                ) -> tuple[torch.nn.Module, TrainResult]:
+            vgs, vngs = (vg, vng) if see_val else (None, 0)
             if feats is None:
                 torch.manual_seed(c.seed)
                 net = build_classifier(spec.arch, info.class_names, spec.image_size, pretrained=spec.pretrained)
                 tr = _split(datasets["train"], spec, groups, tng)
-                va = _split(datasets["val"], spec, vg, vng)
+                va = _split(datasets["val"], spec, vgs, vngs)
             else:
                 net = new_head(erm_model, c.seed)
                 tr = _split(datasets["train"], spec, groups, tng, feats["train"])
-                va = _split(datasets["val"], spec, vg, vng, feats["val"])
+                va = _split(datasets["val"], spec, vgs, vngs, feats["val"])
             if weights is not None:
                 tr = replace(tr, weights=weights)
             return net, train(net, tr, va, c, folder, device=device, log=log, session=session)
@@ -413,7 +415,7 @@ def retrain(
         weights = inverse_frequency_weights(tg) if m.reweight else None
         if m.kind == "jtt":
             ident, _ = fit(replace(cfg, method="erm", sampler="default", epochs=jtt.epochs, keep="last"), None, None,
-                           ckpt_dir / "identification")
+                           ckpt_dir / "identification", see_val=False)  # no group, no selection: epoch T
             src = feats["train"] if feats is not None else image_source(datasets["train"], spec.image_size,
                                                                         spec.num_workers)
             errors = predict(ident, src, device, cfg.eval_batch_size) != datasets["train"].y

@@ -14,7 +14,7 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from dro.evaluate import CONVENTION_TEXT, aggregate_seeds
+from dro.evaluate import CONVENTION_TEXT, STD_TEXT, aggregate_seeds
 from dro.io import atomic_write_json, atomic_write_text
 
 # Published worst-group accuracies (%) quoted beside our rows on the real datasets, never computed here:
@@ -47,7 +47,7 @@ def build_metrics(dataset: str, per_method_seed: dict[str, list[dict]], seeds: S
                 methods[name][key] = picks
     convention = next(iter(methods.values()))["avg_acc_convention"]
     return {
-        "dataset": dataset, "mode": mode, "seeds": list(seeds), "std": "population (ddof=0) over seeds",
+        "dataset": dataset, "mode": mode, "seeds": list(seeds), "std": STD_TEXT,
         "avg_acc_convention": convention, "avg_acc_convention_text": CONVENTION_TEXT[convention],
         "methods": methods,
     }
@@ -68,8 +68,8 @@ def table_markdown(metrics: dict) -> str:
             f"| {title} worst-group | {avg_head} |" + (" published worst-group (quoted) |" if quoted else ""))
     ncol = head.count("|") - 1
     lines = [
-        f"Test accuracy (%), mean ± std over {len(metrics['seeds'])} seed(s) {metrics['seeds']} (population std, "
-        f"ddof=0), retraining mode `{metrics['mode']}`.",
+        f"Test accuracy (%), mean ± std over {len(metrics['seeds'])} seed(s) {metrics['seeds']} (sample std, "
+        f"ddof=1), retraining mode `{metrics['mode']}`.",
         "",
         head,
         "|" + "---|" * ncol,

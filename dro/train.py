@@ -63,7 +63,7 @@ class TrainConfig:
     # ``balanced_sampling``), a permutation otherwise; ``group_balanced`` = every training group equally
     # likely per draw whatever the loss (upsampling); ``repeat`` = a permutation of the set in which
     # sample i occurs ``weights[i]`` times (JTT's upsampled error set). ``reweight``: the ERM loss is the
-    # mean of ``weights[i] * loss_i`` (inverse group frequencies). See docs/METHOD.md section 7.
+    # mean of ``weights[i] * loss_i`` (inverse group frequencies). See docs/METHOD.md section 9.
     sampler: Literal["default", "group_balanced", "repeat"] = "default"
     reweight: bool = False
     keep: Literal["best", "last"] = "best"  # last: the final epoch's weights (JTT's identification model)
