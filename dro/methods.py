@@ -34,6 +34,7 @@ class Method:
     training_data: str = "train images + class labels"
     discovery_data: str = "—"  # what group discovery looked at (the table's "data used for discovery")
     tuned: bool = False  # selected over the group-DRO grid (dro.grid: adjustment C x step size eta)
+    is_audited_model: bool = False  # the row's run is the train_erm stage's model (full mode, seed `seed`)
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -50,7 +51,7 @@ class Method:
 
 _DEXTER = "none (data-free: DEXTER's generated images)"
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("erm", "ERM", "train", "erm", source="empirical risk minimisation"),
+    Method("erm", "ERM", "train", "erm", is_audited_model=True, source="empirical risk minimisation"),
     Method("groupdro_oracle", "GroupDRO", "train", "group_dro", train_groups="true", selection_groups="true",
            discovery_data="— (true group labels)", tuned=True, source="Sagawa et al., ICLR 2020"),
     Method("jtt", "JTT", "jtt", "erm", sampler="repeat", selection_groups="true",

@@ -1,8 +1,8 @@
-"""Stage ``retrain``: ERM, GroupDRO on true groups (oracle), GroupDRO on DEXTER pseudo-groups and, on the
-synthetic world, GroupDRO on the ablations' pseudo-groups, over ``seeds`` -> ``results/`` (metrics.json,
-table.md, per_seed.json, group_acc.csv, curves.csv) and the retrained classifiers in
-``outputs/retrain/<method>/seed<k>``. On the synthetic world metrics.json also carries the label
-stage's ``discovery`` scores.
+"""Stage ``retrain``: every row of ``dro.methods`` (the registry ``dro.methods.METHODS``: ERM, GroupDRO on true
+groups, JTT, DFR, B2T + DRO, DEXTER + DRO / DFR / reweighting / upsampling) and, on the synthetic world, the
+ablations' GroupDRO rows, over the retraining seeds -> ``results/`` (metrics.json, table.md, per_seed.json,
+group_acc.csv, curves.csv) and the retrained classifiers in ``outputs/retrain/<method>/seed<k>``. On the
+synthetic world metrics.json also carries the label stage's ``discovery`` scores.
 
 ``dro.mode: full`` trains whole classifiers with the dataset's training settings; ``last_layer`` keeps
 the audited ERM model's backbone (``outputs/erm``) and retrains its head over cached features.
@@ -56,7 +56,8 @@ def run(argv: list[str] | None = None) -> None:
     needs_erm = mode == "last_layer" or any(get_method(m).kind == "dfr" for m in methods)
     with input_errors():
         audited = load_classifier(args.erm, device) if needs_erm else None
-    grid = DroGrid(tuple(d.grid.adjustment), tuple(d.grid.eta))
+    grid = DroGrid(tuple(d.grid.adjustment), tuple(d.grid.eta)) if params.dataset in d.grid.datasets else None
+    log(f"group-DRO rows: {'selected over the grid C ' + str(d.grid.adjustment) + ' x eta ' + str(d.grid.eta) if grid else f'one setting C {d.adjustment}, eta {d.eta} (dro.grid.datasets leaves {params.dataset} out)'}")
     jtt = JttSettings(epochs=d.jtt.epochs, lambda_up=d.jtt.lambda_up)
     dfr = DfrSettings(c_grid=tuple(d.dfr.c_grid), n_fits=d.dfr.n_fits)
     per_seed: dict[str, list[dict]] = {m: [] for m in methods}
@@ -69,20 +70,21 @@ def run(argv: list[str] | None = None) -> None:
         for method in methods:
             log(f"== {method}, seed {seed}, mode {mode}")
             run_ = None
-            if method == "erm" and mode == "full":
+            row = get_method(method)
+            if row.is_audited_model and mode == "full":
                 with input_errors():
                     run_ = reuse_erm(args.erm, datasets, model_spec(params), cfg,
                                      convention_for(params.dataset), device, log=log)
             if run_ is None:
                 with input_errors():
                     run_ = retrain(method, datasets, model_spec(params), cfg,
-                                   pseudo=pseudo.get(get_method(method).pseudo_from), mode=mode,
-                                   erm_model=erm_model if get_method(method).kind == "dfr" else audited,
+                                   pseudo=pseudo.get(row.pseudo_from), mode=mode,
+                                   erm_model=erm_model if row.kind == "dfr" else audited,
                                    ckpt_dir=CHECKPOINTS / "retrain" / mode / method / f"seed{seed}",
                                    cache_dir=CACHE / "features", model_out=RETRAIN_DIR / method / f"seed{seed}",
                                    convention=convention_for(params.dataset), device=device, log=log,
                                    session=session, grid=grid, jtt=jtt, dfr=dfr)
-            if method == "erm" and mode == "full" and run_.model is not None:
+            if row.is_audited_model and mode == "full" and run_.model is not None:
                 erm_model = run_.model.to(device)
             per_seed[method].append({"seed": seed, **run_.metrics})
             histories[method].append(run_.result.history)
