@@ -423,20 +423,21 @@ def retrain(
             extra["jtt"] = {"epochs": jtt.epochs, "lambda_up": jtt.lambda_up, "error_set": int(errors.sum())}
             log(f"jtt: identification model after {jtt.epochs} epoch(s) errs on {int(errors.sum())} of "
                 f"{len(errors)} training images; upweighted x{jtt.lambda_up}")
-        points = (grid or DroGrid()).points() if m.tuned else [(cfg.adjustment, cfg.eta)]
-        if m.tuned and (cfg.adjustment, cfg.eta) not in points:
-            points = [(cfg.adjustment, cfg.eta), *points]
+        tuned = m.tuned and grid is not None  # no grid: the one setting in cfg
+        points = [(cfg.adjustment, cfg.eta)]
+        if tuned:
+            points += [p for p in grid.points() if p != points[0]]
         best = None
         for i, (c_adj, eta) in enumerate(points):
             folder = ckpt_dir if i == 0 else ckpt_dir / f"grid_C{c_adj:g}_eta{eta:g}"
             net, res = fit(replace(cfg, adjustment=c_adj, eta=eta), tg, weights, folder)
-            if m.tuned:
+            if tuned:
                 extra.setdefault("grid", []).append({"adjustment": c_adj, "eta": eta, "val_score": res.best_score})
                 log(f"{method} grid C={c_adj:g} eta={eta:g}: validation {res.selection} {res.best_score:.4f}")
             if best is None or res.best_score > best[1].best_score:  # ties keep the earlier (default) point
                 best = (net, res, c_adj, eta)
         net, result, c_adj, eta = best
-        if m.tuned:
+        if tuned:
             extra["selected"] = {"adjustment": c_adj, "eta": eta}
         if feats is None:
             model = net
