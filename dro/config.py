@@ -30,6 +30,14 @@ class TrainConfig:
     normalize_loss: bool = False
     balanced_sampling: bool = True
     eval_batch_size: int = 512
+    # How an epoch draws the training set: ``default`` = group-balanced for group DRO (when
+    # ``balanced_sampling``), a permutation otherwise; ``group_balanced`` = every training group equally
+    # likely per draw whatever the loss (upsampling); ``repeat`` = a permutation of the set in which
+    # sample i occurs ``weights[i]`` times (JTT's upsampled error set). ``reweight``: the ERM loss is the
+    # mean of ``weights[i] * loss_i`` (inverse group frequencies). See docs/METHOD.md section 9.
+    sampler: Literal["default", "group_balanced", "repeat"] = "default"
+    reweight: bool = False
+    keep: Literal["best", "last"] = "best"  # last: the final epoch's weights (JTT's identification model)
 
     def identity(self) -> dict:
         """The settings that change what a run learns: every field except the evaluation batch size and,
@@ -40,6 +48,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.method not in ("erm", "group_dro"):
             raise ValueError(f"method must be 'erm' or 'group_dro', got {self.method!r}")
+        if self.sampler not in ("default", "group_balanced", "repeat"):
+            raise ValueError(f"sampler must be 'default', 'group_balanced' or 'repeat', got {self.sampler!r}")
+        if self.reweight and self.method != "erm":
+            raise ValueError("reweight applies to the ERM loss only")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
 

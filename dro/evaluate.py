@@ -99,25 +99,32 @@ def evaluate_predictions(
     }
 
 
+STD_TEXT = "sample std (ddof=1) over seeds; 0 for one seed"
+
+
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and population std (0 for a single seed), ignoring None."""
+    """Mean and SAMPLE std (ddof=1, the unbiased variance's root; 0 for a single seed), ignoring None."""
     v = np.asarray([x for x in values if x is not None], dtype=float)
     if len(v) == 0:
         return float("nan"), float("nan")
-    return float(v.mean()), float(v.std())
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
 def aggregate_seeds(per_seed: Sequence[dict]) -> dict:
-    """Mean +- population std (ddof 0, as numpy's default) over seeds of the blocks made by :func:`evaluate_predictions`."""
+    """Mean +- sample std (ddof=1; 0 for one seed) over seeds of the blocks made by :func:`evaluate_predictions`."""
     if not per_seed:
         raise ValueError("no seeds to aggregate")
     wg = mean_std([r["worst_group_acc"] for r in per_seed])
     avg = mean_std([r["avg_acc"] for r in per_seed])
     names = list(per_seed[0]["group_acc"])
     group = {n: mean_std([r["group_acc"][n] for r in per_seed]) for n in names}
+    both = {}
+    for key in ("avg_acc_plain", "avg_acc_train_weighted"):
+        if all(r.get(key) is not None for r in per_seed):
+            both[key], both[f"{key}_std"] = mean_std([r[key] for r in per_seed])
     return {
         "worst_group_acc": wg[0], "worst_group_acc_std": wg[1],
-        "avg_acc": avg[0], "avg_acc_std": avg[1],
+        "avg_acc": avg[0], "avg_acc_std": avg[1], **both,
         "group_acc": {n: (None if math.isnan(m) else m) for n, (m, _) in group.items()},
         "group_acc_std": {n: (None if math.isnan(s) else s) for n, (_, s) in group.items()},
         "avg_acc_convention": per_seed[0]["avg_acc_convention"],

@@ -133,15 +133,22 @@ class ERMLoss:
 
 
 def epoch_order(
-    n: int, seed: int, epoch: int, *, groups: np.ndarray | None = None, balanced: bool = False
+    n: int, seed: int, epoch: int, *, groups: np.ndarray | None = None, balanced: bool = False,
+    repeats: np.ndarray | None = None,
 ) -> np.ndarray:
     """The sample indices of one epoch, a pure function of (seed, epoch): a resumed run repeats exactly.
 
     ``balanced``: draw ``n`` indices with replacement, each with probability proportional to
     ``1 / n_{group}`` (every group equally likely per draw, as the reference code's weighted sampler).
+    ``repeats``: a permutation of the multiset in which index i occurs ``repeats[i]`` times (JTT's
+    upsampled error set; the epoch then has ``sum(repeats)`` samples).
     Otherwise a plain permutation.
     """
     rng = np.random.default_rng([seed, epoch, 0x5EED])
+    if repeats is not None:
+        if balanced or len(repeats) != n or (np.asarray(repeats) < 0).any():
+            raise ValueError("repeats needs one count >= 0 per sample and no balanced sampling")
+        return rng.permutation(np.repeat(np.arange(n), repeats))
     if not balanced:
         return rng.permutation(n)
     if groups is None or len(groups) != n:

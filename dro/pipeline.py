@@ -1,22 +1,11 @@
 """The steps the thin stages call: train the audited ERM model, label slices, retrain several ways.
 
 Each function takes explicit arguments (no params file): the stages translate params.yaml into them.
-Which group labels each retraining method may see is fixed HERE, in one table (:data:`METHODS`):
-
-==================  ==================  ==========================  =======================
-method              training loss       train groups (loss/sampler)  model selection (val)
-==================  ==================  ==========================  =======================
-``erm``             mean                none                        plain accuracy
-``groupdro_oracle`` group DRO           TRUE groups                 TRUE worst-group
-``dro_dexter``      group DRO           PSEUDO-groups               PSEUDO worst-group
-``dro_classname``   group DRO           PSEUDO-groups (ablation)    PSEUDO worst-group
-``dro_random``      group DRO           PSEUDO-groups (ablation)    PSEUDO worst-group
-==================  ==================  ==========================  =======================
-
-The ablation rows label with attributes that need no discovery (each class's own name; random world
-words), through the same CLIP labelling, trainer and selection rule as ``dro_dexter``, so the table
-shows what discovery adds. True groups are used for one thing only outside the oracle row: the final
-test evaluation, over the dataset's evaluation cells.
+Which group labels each retraining method may see is declared in ONE registry,
+:data:`dro.methods.METHODS` (loss, sampler / weights, groups in training, groups for selection, data
+used for discovery), and handed out in one function, :func:`visible_groups`. Data-free rows (DEXTER's
+and the ablations' pseudo-groups) see no true group label in training or selection; true groups then
+serve one thing only: the final test evaluation, over the dataset's evaluation cells.
 """
 
 from __future__ import annotations
@@ -36,20 +25,15 @@ from common.classifier import Classifier, build_classifier, load_classifier, sav
 from common.clip import ClipEncoder, cached_image_embeddings, dataset_key
 from common.io import atomic_write_json, atomic_writer
 from dro.data import GroupImageDataset
-from dro.evaluate import Convention, evaluate_predictions
+from dro.dfr import DfrSettings, fit_dfr_head
+from dro.evaluate import Convention, average_accuracy, evaluate_predictions
 from dro.labelling_quality import aligned_values_by_lift, labelling_quality, true_conflicting
 from dro.last_layer import feature_source, new_head, with_head
+from dro.methods import METHODS, get_method  # noqa: F401  (METHODS re-exported: the registry)
 from dro.slices import ClassSlices, assign_with_alternatives, class_prototypes, pseudo_group_names
 from dro.sources import image_source, predict
 from dro.train import SplitData, TrainConfig, TrainResult, train
 
-METHODS: dict[str, tuple[str, str | None]] = {  # name -> (loss, groups it may see)
-    "erm": ("erm", None),
-    "groupdro_oracle": ("group_dro", "true"),
-    "dro_dexter": ("group_dro", "pseudo"),
-    "dro_classname": ("group_dro", "pseudo"),
-    "dro_random": ("group_dro", "pseudo"),
-}
 ERM_RECORD = "train.json"  # next to the audited ERM model: how it was trained and selected
 # The TrainConfig fields that change what ERM learns (the group-DRO-only ones and the evaluation batch
 # size do not): with the model spec and the data, they decide whether two ERM runs are the same run.
@@ -144,7 +128,7 @@ def reuse_erm(erm_dir: Path, datasets: dict[str, GroupImageDataset], spec: Model
                          selection=record["selection"], history=record["history"])
     log(f"erm seed {cfg.seed}: the audited model in {erm_dir} (same run, not trained again): test worst-group "
         f"{metrics['worst_group_acc']:.4f} avg {metrics['avg_acc']:.4f} (best epoch {result.best_epoch})")
-    return MethodRun("erm", cfg.seed, metrics, result)
+    return MethodRun("erm", cfg.seed, metrics, result, model)
 
 
 def score_on_test(pred: np.ndarray, datasets: dict[str, GroupImageDataset], convention: Convention) -> dict:
@@ -154,7 +138,16 @@ def score_on_test(pred: np.ndarray, datasets: dict[str, GroupImageDataset], conv
     info, train, test = datasets["train"].info, datasets["train"], datasets["test"]
     train_cells = train.eval_cells
     train_counts = np.bincount(train_cells[train_cells >= 0], minlength=info.num_cells)
-    return evaluate_predictions(pred, test.y, test.eval_cells, info.cell_names, convention, train_counts)
+    out = evaluate_predictions(pred, test.y, test.eval_cells, info.cell_names, convention, train_counts)
+    # both average-accuracy conventions, labelled (Waterbirds papers quote either one)
+    out["avg_acc_plain"] = average_accuracy(pred, test.y, test.eval_cells, info.num_cells, "plain")
+    if train_counts.sum() and (train_counts > 0).any():
+        try:
+            out["avg_acc_train_weighted"] = average_accuracy(pred, test.y, test.eval_cells, info.num_cells,
+                                                             "train_weighted", train_counts)
+        except ValueError:  # no test cell has training data (cannot happen on the built-in datasets)
+            out["avg_acc_train_weighted"] = None
+    return out
 
 
 def evaluate_on_test(model: Classifier, datasets: dict[str, GroupImageDataset], spec: ModelSpec,
@@ -275,6 +268,58 @@ class MethodRun:
     seed: int
     metrics: dict
     result: TrainResult
+    model: Classifier | None = None  # the selected classifier (the ERM row's feeds DFR of the same seed)
+
+
+@dataclass(frozen=True)
+class JttSettings:
+    """JTT (docs/METHOD.md section 9.2): identification epochs T and the error set's upweight lambda_up."""
+
+    epochs: int = 1
+    lambda_up: int = 20
+
+
+@dataclass(frozen=True)
+class DroGrid:
+    """Group DRO's selection grid: generalisation adjustment C x step size eta. The first point is the
+    default setting: ties in validation score keep it."""
+
+    adjustment: tuple[float, ...] = (0.0,)
+    eta: tuple[float, ...] = (0.01,)
+
+    def points(self) -> list[tuple[float, float]]:
+        return [(c, e) for c in self.adjustment for e in self.eta]
+
+
+def inverse_frequency_weights(groups: np.ndarray) -> np.ndarray:
+    """w_i = N / (G * n_{g_i}) over the G present groups: every group carries the same total weight and
+    the mean weight is 1 (docs/METHOD.md section 9.4)."""
+    groups = np.asarray(groups)
+    counts = np.bincount(groups)
+    return len(groups) / (np.count_nonzero(counts) * counts[groups].astype(np.float64))
+
+
+def jtt_repeats(errors: np.ndarray, lambda_up: int) -> np.ndarray:
+    """JTT's upsampled training set as repeat counts: lambda_up for the error set, 1 elsewhere."""
+    if lambda_up < 1:
+        raise ValueError(f"lambda_up must be >= 1, got {lambda_up}")
+    return np.where(np.asarray(errors, dtype=bool), lambda_up, 1).astype(np.int64)
+
+
+def visible_groups(which: str, split: str, datasets: dict[str, GroupImageDataset],
+                   pseudo: dict[str, np.ndarray] | None, method: str) -> tuple[np.ndarray | None, int]:
+    """The groups (and their number) a method may see on ``split``: none, the true groups, or its pseudo-groups.
+    The ONE place group labels are handed to training or selection."""
+    info = datasets["train"].info
+    if which == "true":
+        return true_groups_or_fail(datasets[split], method), info.num_groups
+    if which == "pseudo":
+        if pseudo is None:
+            raise ValueError(f"{method} needs pseudo-groups (run the label stage)")
+        return pseudo[split], 2 * info.num_classes
+    if which == "none":
+        return None, 0
+    raise ValueError(f"unknown group visibility {which!r}")
 
 
 def retrain(
@@ -293,49 +338,103 @@ def retrain(
     device: torch.device,
     log: Callable[[str], None] = print,
     session: str | None = None,
+    grid: DroGrid | None = None,
+    jtt: JttSettings = JttSettings(),
+    dfr: DfrSettings = DfrSettings(),
 ) -> MethodRun:
-    """Train one method for one seed (full model or last layer) and evaluate it on TEST true groups.
-    ``session``: see :func:`dro.train.train` (when a finished checkpoint is reused)."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {list(METHODS)}")
-    loss, visible = METHODS[method]
+    """Train one registered method for one seed and evaluate it on the TEST evaluation cells.
+
+    What it trains and sees comes from :data:`dro.methods.METHODS`: ``train`` methods go through the shared
+    trainer (full model, or the head over cached features in ``last_layer`` mode), over ``grid`` when the
+    method is ``tuned`` (each point its own checkpoint folder; the best validation score of the groups the
+    method may see wins); ``jtt`` trains an identification model first; ``dfr`` fits the head of
+    ``erm_model`` on validation features. ``session``: see :func:`dro.train.train`."""
+    m = get_method(method)
+    if mode not in ("full", "last_layer"):
+        raise ValueError(f"unknown mode {mode!r}; expected 'full' or 'last_layer'")
     info = datasets["train"].info
-    if visible == "true":
-        tg, vg, ng = (true_groups_or_fail(datasets["train"], method),
-                      true_groups_or_fail(datasets["val"], method), info.num_groups)
-    elif visible == "pseudo":
-        if pseudo is None:
-            raise ValueError(f"{method} needs pseudo-groups (run the label stage)")
-        tg, vg, ng = pseudo["train"], pseudo["val"], 2 * info.num_classes
-    else:
-        tg, vg, ng = None, None, 0
-    cfg = replace(cfg, method=loss)
+    tg, tng = visible_groups(m.train_groups, "train", datasets, pseudo, method)
+    vg, vng = visible_groups(m.selection_groups, "val", datasets, pseudo, method)
     test = datasets["test"]
-    if mode == "full":
-        torch.manual_seed(cfg.seed)
-        model = build_classifier(spec.arch, info.class_names, spec.image_size, pretrained=spec.pretrained)
-        result = train(model, _split(datasets["train"], spec, tg, ng), _split(datasets["val"], spec, vg, ng),
-                       cfg, ckpt_dir, device=device, log=log, session=session)
-        pred = predict(model, image_source(test, spec.image_size, spec.num_workers), device, cfg.eval_batch_size)
-    elif mode == "last_layer":
+    if m.kind == "dfr":
         if erm_model is None:
-            raise ValueError("last_layer mode needs the ERM model whose backbone is kept")
+            raise ValueError(f"{method} retrains the last layer of the ERM model: it needs that model")
         feats = {s: feature_source(erm_model, image_source(datasets[s], spec.image_size, spec.num_workers),
                                    cache_dir, f"{info.name}-{s}", device, cfg.eval_batch_size, log)
-                 for s in ("train", "val", "test")}
-        head = new_head(erm_model, cfg.seed)
-        result = train(head, _split(datasets["train"], spec, tg, ng, feats["train"]),
-                       _split(datasets["val"], spec, vg, ng, feats["val"]), cfg, ckpt_dir, device=device, log=log,
-                       session=session)
+                 for s in ("val", "test")}
+        if m.train_groups != m.selection_groups:
+            raise ValueError(f"{method}: DFR balances and selects on the same groups")
+        head, record = fit_dfr_head(feats["val"].data, datasets["val"].y, vg, vng, info.num_classes,
+                                    cfg.seed, dfr, log)
         pred = predict(head, feats["test"], device, cfg.eval_batch_size)
         model = with_head(erm_model, head.cpu())
+        result = TrainResult(best_epoch=0, best_score=record["selection_score"], selection="val_half_worst_group")
+        extra = {"dfr": record}
     else:
-        raise ValueError(f"unknown mode {mode!r}; expected 'full' or 'last_layer'")
+        feats = None
+        if mode == "last_layer":
+            if erm_model is None:
+                raise ValueError("last_layer mode needs the ERM model whose backbone is kept")
+            feats = {s: feature_source(erm_model, image_source(datasets[s], spec.image_size, spec.num_workers),
+                                       cache_dir, f"{info.name}-{s}", device, cfg.eval_batch_size, log)
+                     for s in ("train", "val", "test")}
+
+        def fit(c: TrainConfig, groups, weights, folder: Path, see_val: bool = True
+                ) -> tuple[torch.nn.Module, TrainResult]:
+            vgs, vngs = (vg, vng) if see_val else (None, 0)
+            if feats is None:
+                torch.manual_seed(c.seed)
+                net = build_classifier(spec.arch, info.class_names, spec.image_size, pretrained=spec.pretrained)
+                tr = _split(datasets["train"], spec, groups, tng)
+                va = _split(datasets["val"], spec, vgs, vngs)
+            else:
+                net = new_head(erm_model, c.seed)
+                tr = _split(datasets["train"], spec, groups, tng, feats["train"])
+                va = _split(datasets["val"], spec, vgs, vngs, feats["val"])
+            if weights is not None:
+                tr = replace(tr, weights=weights)
+            return net, train(net, tr, va, c, folder, device=device, log=log, session=session)
+
+        cfg = replace(cfg, method=m.loss, sampler=m.sampler, reweight=m.reweight)
+        extra: dict = {}
+        weights = inverse_frequency_weights(tg) if m.reweight else None
+        if m.kind == "jtt":
+            ident, _ = fit(replace(cfg, method="erm", sampler="default", epochs=jtt.epochs, keep="last"), None, None,
+                           ckpt_dir / "identification", see_val=False)  # no group, no selection: epoch T
+            src = feats["train"] if feats is not None else image_source(datasets["train"], spec.image_size,
+                                                                        spec.num_workers)
+            errors = predict(ident, src, device, cfg.eval_batch_size) != datasets["train"].y
+            weights = jtt_repeats(errors, jtt.lambda_up)
+            extra["jtt"] = {"epochs": jtt.epochs, "lambda_up": jtt.lambda_up, "error_set": int(errors.sum())}
+            log(f"jtt: identification model after {jtt.epochs} epoch(s) errs on {int(errors.sum())} of "
+                f"{len(errors)} training images; upweighted x{jtt.lambda_up}")
+        tuned = m.tuned and grid is not None  # no grid: the one setting in cfg
+        points = [(cfg.adjustment, cfg.eta)]
+        if tuned:
+            points += [p for p in grid.points() if p != points[0]]
+        best = None
+        for i, (c_adj, eta) in enumerate(points):
+            folder = ckpt_dir if i == 0 else ckpt_dir / f"grid_C{c_adj:g}_eta{eta:g}"
+            net, res = fit(replace(cfg, adjustment=c_adj, eta=eta), tg, weights, folder)
+            if tuned:
+                extra.setdefault("grid", []).append({"adjustment": c_adj, "eta": eta, "val_score": res.best_score})
+                log(f"{method} grid C={c_adj:g} eta={eta:g}: validation {res.selection} {res.best_score:.4f}")
+            if best is None or res.best_score > best[1].best_score:  # ties keep the earlier (default) point
+                best = (net, res, c_adj, eta)
+        net, result, c_adj, eta = best
+        if tuned:
+            extra["selected"] = {"adjustment": c_adj, "eta": eta}
+        if feats is None:
+            model = net
+            pred = predict(model, image_source(test, spec.image_size, spec.num_workers), device, cfg.eval_batch_size)
+        else:
+            pred = predict(net, feats["test"], device, cfg.eval_batch_size)
+            model = with_head(erm_model, net.cpu())
     if model_out is not None:
         save_classifier(model.cpu(), model_out)
     metrics = score_on_test(pred, datasets, convention)
     metrics.update({"best_epoch": result.best_epoch, "selection": result.selection,
-                    "selection_groups": visible or "none"})
+                    "selection_groups": m.selection_groups, **extra})
     log(f"{method} seed {cfg.seed}: test worst-group {metrics['worst_group_acc']:.4f} "
         f"avg {metrics['avg_acc']:.4f} (best epoch {result.best_epoch})")
-    return MethodRun(method, cfg.seed, metrics, result)
+    return MethodRun(method, cfg.seed, metrics, result, model)

@@ -60,10 +60,16 @@ class SplitData:
     y: np.ndarray
     groups: np.ndarray | None = None
     num_groups: int = 0
+    weights: np.ndarray | None = None  # per-sample weights (``repeat`` counts or ``reweight`` loss weights)
 
     def __post_init__(self) -> None:
         if len(self.source) != len(self.y):
             raise ValueError(f"{len(self.source)} inputs but {len(self.y)} labels")
+        if self.weights is not None:
+            if len(self.weights) != len(self.y):
+                raise ValueError(f"{len(self.y)} labels but {len(self.weights)} sample weights")
+            if not (np.asarray(self.weights) >= 0).all() or not np.asarray(self.weights).sum() > 0:
+                raise ValueError("sample weights must be >= 0 and not all 0")
         if self.groups is not None:
             if len(self.groups) != len(self.y):
                 raise ValueError(f"{len(self.y)} labels but {len(self.groups)} group ids")
@@ -109,7 +115,8 @@ def fingerprint(module: nn.Module, cfg: TrainConfig, train: SplitData, val: Spli
         "cfg": cfg.identity(),
         "device": torch.device(device).type,
         "init": _hash_module(module),
-        "train": [train.source.fingerprint(), _hash_arrays(train.y, train.groups), train.num_groups],
+        "train": [train.source.fingerprint(), _hash_arrays(train.y, train.groups), train.num_groups]
+        + ([] if train.weights is None else [_hash_arrays(np.asarray(train.weights, dtype=np.float64))]),
         "val": [val.source.fingerprint(), _hash_arrays(val.y, val.groups), val.num_groups],
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
@@ -305,6 +312,12 @@ def train(
             counts, eta=cfg.eta, adjustment=cfg.adjustment, normalize_loss=cfg.normalize_loss, device=device)
     else:
         loss_fn = ERMLoss()
+    if cfg.reweight and train_data.weights is None:
+        raise ValueError("reweight needs per-sample weights")
+    if cfg.sampler == "repeat" and train_data.weights is None:
+        raise ValueError("the repeat sampler needs per-sample repeat counts")
+    if cfg.sampler == "group_balanced" and train_data.groups is None:
+        raise ValueError("group-balanced sampling needs training groups")
     selection = "val_worst_group" if val_data.groups is not None else "val_avg"
     net: nn.Module = module
     if world > 1:
@@ -327,13 +340,18 @@ def train(
         else:
             log(f"ignoring checkpoint {last}: {why_not}; training from epoch 1")
 
-    balanced = cfg.method == "group_dro" and cfg.balanced_sampling
+    balanced = (cfg.method == "group_dro" and cfg.balanced_sampling) if cfg.sampler == "default" \
+        else cfg.sampler == "group_balanced"
+    repeats = np.asarray(train_data.weights, dtype=np.int64) if cfg.sampler == "repeat" else None
+    if repeats is not None and not np.array_equal(repeats, np.asarray(train_data.weights)):
+        raise ValueError("the repeat sampler needs integer repeat counts")
     n = len(train_data.y)
     y_all = torch.from_numpy(np.asarray(train_data.y, dtype=np.int64))
     g_all = None if train_data.groups is None else torch.from_numpy(np.asarray(train_data.groups, dtype=np.int64))
+    w_all = torch.from_numpy(np.asarray(train_data.weights, dtype=np.float32)) if cfg.reweight else None
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         module.train()
-        order = epoch_order(n, cfg.seed, epoch, groups=train_data.groups, balanced=balanced)
+        order = epoch_order(n, cfg.seed, epoch, groups=train_data.groups, balanced=balanced, repeats=repeats)
         loss_sum, correct, seen = 0.0, 0, 0
         bar = progress_bar(desc=f"epoch {epoch}/{cfg.epochs}", total=-(-len(order) // cfg.batch_size),
                            unit="batch", leave=False)  # within an epoch; each epoch ends with a log line
@@ -344,6 +362,8 @@ def train(
             yb = y_all[ti].to(device)
             logits = net(x)
             per_sample = F.cross_entropy(logits, yb, reduction="none")
+            if w_all is not None:
+                per_sample = per_sample * w_all[ti].to(device)
             loss = loss_fn(per_sample, g_all[ti].to(device) if g_all is not None else None)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -365,7 +385,7 @@ def train(
         score = row["val_worst_group_acc"] if selection == "val_worst_group" else row["val_acc"]
         # Under DDP rank 0 decides and writes: the ranks' BatchNorm buffers (and so their validation
         # scores and serialised weights) may differ in the last bits; the file and its digest are rank 0's.
-        improved, score = _from_rank0((score > best["score"], score), world)
+        improved, score = _from_rank0((score > best["score"] or cfg.keep == "last", score), world)
         if improved:
             digest = None
             if rank == 0:

@@ -18,7 +18,16 @@ from pathlib import Path
 
 from common.device import compute_dtype, resolve_device
 from stages.common import stage_main
-from stages.dro_common import CACHE, LABELLING_METRICS, LABELS_DIR, PREPARED_DIR, REASONING_DIR, log
+from stages.dro_common import (
+    CACHE,
+    ERM_DIR,
+    LABELLING_METRICS,
+    LABELS_DIR,
+    PREPARED_DIR,
+    REASONING_DIR,
+    log,
+    model_spec,
+)
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -26,6 +35,7 @@ def run(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--prepared", type=Path, default=PREPARED_DIR)
     ap.add_argument("--reasoning", type=Path, default=REASONING_DIR)
+    ap.add_argument("--erm", type=Path, default=ERM_DIR, help="the audited ERM model (B2T captions its mistakes)")
     ap.add_argument("--out", type=Path, default=LABELS_DIR)
     ap.add_argument("--metrics", type=Path, default=LABELLING_METRICS)
     args = ap.parse_args(argv)
@@ -38,6 +48,7 @@ def run(argv: list[str] | None = None) -> None:
     from common.io import atomic_write_json
     from dro.ablations import ABLATIONS, ablation_slices
     from dro.data import open_prepared
+    from dro.methods import labellings_needed
     from dro.pipeline import label_splits
     from dro.slices import read_attributes
     from dro.templates import TEMPLATE_SETS, default_templates
@@ -60,7 +71,13 @@ def run(argv: list[str] | None = None) -> None:
     slices = read_attributes(args.reasoning, info.class_names)
     encoder = ClipEncoder.from_pretrained(params.model_set.clip, device, compute_dtype(device))
     quality = label_splits(datasets, encoder, slices, **settings)
-    ablations = {}
+    ablations, peers = {}, {}
+    if "dro_b2t" in labellings_needed(params.methods):
+        b2t_slices, record = b2t_attributes(params, datasets, encoder, args.erm, args.out, device)
+        atomic_write_json(args.out / "b2t.json", record)
+        q = label_splits(datasets, encoder, b2t_slices, **settings, method="dro_b2t")
+        peers["dro_b2t"] = {split: {k: v[k] for k in ("pseudo_group_counts", "accuracy", "f1_conflicting_pooled")
+                                    if k in v} for split, v in q.items()}
     for method in (m for m in params.methods if m in ABLATIONS):
         chosen = ablation_slices(method, info.class_names, world.attribute_values if world else None,
                                  params.seed)
@@ -74,6 +91,8 @@ def run(argv: list[str] | None = None) -> None:
                if q.get("accuracy") is not None else ""))
     if ablations:
         quality["ablations"] = ablations
+    if peers:
+        quality["peers"] = peers  # the data-using discovery rows (B2T)
     if world is not None:
         from dro.discovery import score_discovery
 
@@ -84,6 +103,39 @@ def run(argv: list[str] | None = None) -> None:
     else:
         (args.out / "discovery.json").unlink(missing_ok=True)
     atomic_write_json(args.metrics, quality)
+
+
+def b2t_attributes(params, datasets, encoder, erm_dir: Path, out_dir: Path, device):
+    """The B2T row's keywords: the audited ERM model's validation mistakes, captioned by the reasoning
+    backend (offline: CLIP retrieval over its phrase bank; openai: the VLM), scored by CLIP."""
+    from common.classifier import load_classifier
+    from common.clip import cached_image_embeddings, dataset_key
+    from dexter.reasoning import make_backend
+    from dro.b2t import b2t_keywords, save_pngs
+    from dro.sources import image_source, predict
+    from stages.reason import backend_settings
+
+    val, info, spec = datasets["val"], datasets["train"].info, model_spec(params)
+    model = load_classifier(erm_dir, device)
+    pred = predict(model, image_source(val, spec.image_size, spec.num_workers), device, params.dro.eval_batch_size)
+    emb = cached_image_embeddings(encoder, val, CACHE / "clip", params.labelling.batch_size, log,
+                                  params.train.num_workers)
+    kind, settings = backend_settings(params)
+    backend = make_backend(kind, **settings)
+    images = CACHE / "b2t_images" / dataset_key(val)  # keyed by the split's content: never stale
+
+    def caption(c: int, indices: list[int]) -> list[str]:
+        return [t or "" for t in backend.caption(info.class_names[c], save_pngs(val, indices, images))]
+
+    try:
+        attributes, record = b2t_keywords(pred, val.y, emb, info.class_names, caption, encoder.encode_text,
+                                          seed=params.seed, log=log)
+    finally:
+        close = getattr(backend, "close", None)
+        if close:
+            close()
+    record["captioned_by"] = backend.written_by if hasattr(backend, "written_by") else kind
+    return attributes, record
 
 
 @stage_main

@@ -1,8 +1,8 @@
-"""Stage ``retrain``: ERM, GroupDRO on true groups (oracle), GroupDRO on DEXTER pseudo-groups and, on the
-synthetic world, GroupDRO on the ablations' pseudo-groups, over ``seeds`` -> ``results/`` (metrics.json,
-table.md, per_seed.json, group_acc.csv, curves.csv) and the retrained classifiers in
-``outputs/retrain/<method>/seed<k>``. On the synthetic world metrics.json also carries the label
-stage's ``discovery`` scores.
+"""Stage ``retrain``: every row of ``dro.methods`` (the registry ``dro.methods.METHODS``: ERM, GroupDRO on true
+groups, JTT, DFR, B2T + DRO, DEXTER + DRO / DFR / reweighting / upsampling) and, on the synthetic world, the
+ablations' GroupDRO rows, over the retraining seeds -> ``results/`` (metrics.json, table.md, per_seed.json,
+group_acc.csv, curves.csv) and the retrained classifiers in ``outputs/retrain/<method>/seed<k>``. On the
+synthetic world metrics.json also carries the label stage's ``discovery`` scores.
 
 ``dro.mode: full`` trains whole classifiers with the dataset's training settings; ``last_layer`` keeps
 the audited ERM model's backbone (``outputs/erm``) and retrains its head over cached features.
@@ -67,8 +67,10 @@ def run(argv: list[str] | None = None) -> None:
 
     from common.classifier import load_classifier
     from dro.data import open_prepared
+    from dro.dfr import DfrSettings
     from dro.evaluate import convention_for
-    from dro.pipeline import METHODS, load_pseudo_groups, retrain, reuse_erm
+    from dro.methods import get_method, labellings_needed
+    from dro.pipeline import DroGrid, JttSettings, load_pseudo_groups, retrain, reuse_erm
     from dro.report import build_metrics, write_results
 
     device = worker_device(resolve_device(params.device), dist)
@@ -76,33 +78,45 @@ def run(argv: list[str] | None = None) -> None:
         init_process_group(device)
     main_rank = dist.rank == 0
     datasets = open_prepared(args.prepared)
-    methods, mode = params.methods, params.dro.mode
-    pseudo = {m: load_pseudo_groups(args.labels, datasets, method=m) for m in methods if METHODS[m][1] == "pseudo"}
-    erm_model = load_classifier(args.erm, device) if mode == "last_layer" else None
+    methods, mode, d = params.methods, params.dro.mode, params.dro
+    seeds = params.retrain_seeds
+    pseudo = {lab: load_pseudo_groups(args.labels, datasets, method=lab) for lab in labellings_needed(methods)}
+    needs_erm = mode == "last_layer" or any(get_method(m).kind == "dfr" for m in methods)
+    audited = load_classifier(args.erm, device) if needs_erm else None
+    grid = DroGrid(tuple(d.grid.adjustment), tuple(d.grid.eta)) if params.dataset in d.grid.datasets else None
+    log(f"group-DRO rows: {'selected over the grid C ' + str(d.grid.adjustment) + ' x eta ' + str(d.grid.eta) if grid else f'one setting C {d.adjustment}, eta {d.eta} (dro.grid.datasets leaves {params.dataset} out)'}")
+    jtt = JttSettings(epochs=d.jtt.epochs, lambda_up=d.jtt.lambda_up)
+    dfr = DfrSettings(c_grid=tuple(d.dfr.c_grid), n_fits=d.dfr.n_fits)
     per_seed: dict[str, list[dict]] = {m: [] for m in methods}
     histories: dict[str, list[list[dict]]] = {m: [] for m in methods}
     session = stage_session(CHECKPOINTS / "retrain" / "invocation.json")
-    for seed in params.seeds:
+    for seed in seeds:
         cfg = full_train_config(params, seed) if mode == "full" else last_layer_train_config(params, seed)
+        # DFR retrains the last layer of this seed's ERM row when it ran (full mode), else the audited model
+        erm_model = audited
         for method in methods:
             log(f"== {method}, seed {seed}, mode {mode}")
             run_ = None
-            if method == "erm" and mode == "full":
+            row = get_method(method)
+            if row.is_audited_model and mode == "full":
                 run_ = reuse_erm(args.erm, datasets, model_spec(params), cfg,
                                  convention_for(params.dataset), device, log=log)
             if run_ is None:
-                run_ = retrain(method, datasets, model_spec(params), cfg, pseudo=pseudo.get(method), mode=mode,
-                               erm_model=erm_model,
+                run_ = retrain(method, datasets, model_spec(params), cfg,
+                               pseudo=pseudo.get(row.pseudo_from), mode=mode,
+                               erm_model=erm_model if row.kind == "dfr" else audited,
                                ckpt_dir=CHECKPOINTS / "retrain" / mode / method / f"seed{seed}",
                                cache_dir=CACHE / "features",
                                model_out=RETRAIN_DIR / method / f"seed{seed}" if main_rank else None,
                                convention=convention_for(params.dataset), device=device,
-                               log=log if main_rank else _quiet, session=session)
+                               log=log if main_rank else _quiet, session=session, grid=grid, jtt=jtt, dfr=dfr)
+            if row.is_audited_model and mode == "full" and run_.model is not None:
+                erm_model = run_.model.to(device)
             per_seed[method].append({"seed": seed, **run_.metrics})
             histories[method].append(run_.result.history)
     if not main_rank:
         return
-    metrics = build_metrics(params.dataset, per_seed, params.seeds, mode)
+    metrics = build_metrics(params.dataset, per_seed, seeds, mode)
     discovery = args.labels / "discovery.json"
     if params.dataset == "synthetic" and discovery.exists():
         import json

@@ -123,6 +123,19 @@ def test_explain_stage_depends_on_every_dexter_setting_and_the_launch():
     assert not missing, f"params.yaml must spell out dexter.{sorted(missing)} (DVC fails on a missing key)"
 
 
+def test_every_param_a_stage_lists_is_spelled_out_in_params_yaml():
+    """DVC stops a stage whose listed param key is absent from params.yaml ("Parameters ... are missing"),
+    even when the schema has a default for it."""
+    in_file = yaml.safe_load((REPO / "params.yaml").read_text())
+    for name, stage in STAGES.items():
+        body = stage.get("do", stage)
+        for key in _declared(body, "params"):
+            node = in_file
+            for part in key.split("."):
+                assert isinstance(node, dict) and part in node, f"stage {name}: params.yaml lacks {key}"
+                node = node[part]
+
+
 # ---------------------------------------------------------------------------------------------
 # Metrics
 # ---------------------------------------------------------------------------------------------

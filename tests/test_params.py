@@ -36,7 +36,18 @@ def test_repo_params_are_valid(raw: dict) -> None:
     params = parse_params(raw)
     world = params.synthetic.world_config()
     assert world.num_cells == 64 and world.biased_classes == ("circle", "square", "triangle")
-    assert params.methods == ["erm", "groupdro_oracle", "dro_dexter", "dro_classname", "dro_random"]
+    from stages.params.dro import DEFAULT_METHODS
+
+    assert params.methods == [*DEFAULT_METHODS, "dro_classname", "dro_random"]
+    assert params.retrain_seeds == [0]  # seeds: auto -> one seed on the synthetic world
+
+
+def test_seeds_auto_is_three_on_real_datasets(raw: dict) -> None:
+    edited = copy.deepcopy(raw)
+    edited.update(dataset="waterbirds", seed=4)
+    assert parse_params(edited).retrain_seeds == [4, 5, 6]
+    edited["seeds"] = [1, 2]
+    assert parse_params(edited).retrain_seeds == [1, 2]
 
 
 def test_small_preset_replaces_the_world_and_its_models(raw: dict) -> None:
@@ -55,7 +66,9 @@ def test_small_preset_replaces_the_world_and_its_models(raw: dict) -> None:
 def test_ablation_rows_only_on_the_synthetic_world(raw: dict) -> None:
     edited = copy.deepcopy(raw)
     edited["dataset"] = "waterbirds"
-    assert parse_params(edited).methods == ["erm", "groupdro_oracle", "dro_dexter"]
+    from stages.params.dro import DEFAULT_METHODS
+
+    assert parse_params(edited).methods == DEFAULT_METHODS
 
 
 def _set(path: str, value) -> Callable[[dict], None]:

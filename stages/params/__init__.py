@@ -49,7 +49,7 @@ class Params(Section):
     processes: int = Field(1, ge=1)  # per node: explain and retrain (full mode) run under torchrun when > 1
     torchrun: TorchrunSection = TorchrunSection()
     seed: int = 0
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: Literal["auto"] | list[int] = "auto"  # auto: 3 seeds on real datasets, 1 on the synthetic world
     synthetic: SyntheticSection = SyntheticSection()
     waterbirds: WaterbirdsSection = WaterbirdsSection()
     celeba: CelebASection = CelebASection()
@@ -65,8 +65,8 @@ class Params(Section):
         wanted = self.dataset_section.models
         if wanted not in self.models:
             raise ValueError(f"{self.dataset}.models names {wanted!r}, but models has only {sorted(self.models)}")
-        if not self.seeds:
-            raise ValueError("seeds must name at least one seed")
+        if self.seeds != "auto" and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
+            raise ValueError("seeds must name at least one seed, without repeats")
         try:
             self.dexter_settings  # noqa: B018  (validate the merged section now, not in a stage)
         except ValidationError as e:
@@ -89,6 +89,14 @@ class Params(Section):
     @property
     def train(self) -> TrainSettings:
         return self.dataset_section.train
+
+    @property
+    def retrain_seeds(self) -> list[int]:
+        """The retraining seeds: ``seeds``, or for ``auto`` 3 on the real datasets (seed, seed+1, seed+2, as the
+        field reports) and 1 on the synthetic world (the default run's time budget)."""
+        if self.seeds != "auto":
+            return list(self.seeds)
+        return [self.seed] if self.dataset == "synthetic" else [self.seed, self.seed + 1, self.seed + 2]
 
     @property
     def methods(self) -> list[str]:

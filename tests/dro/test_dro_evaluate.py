@@ -56,6 +56,7 @@ def test_evaluate_block_and_seed_aggregate():
     other = dict(m, worst_group_acc=0.7, avg_acc=0.9)
     agg = aggregate_seeds([m, other])
     assert agg["worst_group_acc"] == pytest.approx(0.6)
-    assert agg["worst_group_acc_std"] == pytest.approx(0.1)
+    assert agg["worst_group_acc_std"] == pytest.approx(0.1 * 2 ** 0.5)  # sample std (ddof=1)
+    assert aggregate_seeds([m])["worst_group_acc_std"] == 0.0
     assert agg["avg_acc"] == pytest.approx((5 / 7 + 0.9) / 2)
     assert agg["group_acc"]["b|x"] is None and agg["num_seeds"] == 2

@@ -15,7 +15,7 @@ def params_for(clip):
                       "train": {"arch": "small_cnn", "image_size": 16, "batch_size": 64, "optimizer": "adam",
                                 "lr": 0.003, "epochs": 2}},
         "models": {"world": {"stable_diffusion": "x", "bert": "x", "clip": str(clip)}},
-        "dro": {"eta": 0.1},
+        "dro": {"eta": 0.1, "grid": {"adjustment": [0.0], "eta": [0.1]}, "dfr": {"n_fits": 2}},
     }
 
 
@@ -52,12 +52,17 @@ def test_stages_end_to_end(tmp_path, monkeypatch):
         meta = json.loads(Path(f"outputs/labels/meta.{method}.json").read_text())
         assert meta["rule"] == {"circle": "alternatives", "square": "alternatives"}
     assert json.loads(Path("outputs/labels/meta.json").read_text())["rule"] == {"circle": "b2t", "square": "b2t"}
+    assert set(quality["peers"]) == {"dro_b2t"} and Path("outputs/labels/pseudo_groups.dro_b2t.csv").is_file()
+    b2t = json.loads(Path("outputs/labels/b2t.json").read_text())
+    assert set(b2t["attributes"]) == {"circle", "square"} and "captioned_by" in b2t
     discovery = json.loads(Path("outputs/labels/discovery.json").read_text())
     assert discovery["shortcut_recall"] == 1.0 and discovery["attribute_precision"] == 1.0
     assert discovery["classes"]["circle"]["true_shortcut"] == "background=water"
     retrain.run([])
     metrics = json.loads(Path("results/metrics.json").read_text())
-    methods = ["erm", "groupdro_oracle", "dro_dexter", "dro_classname", "dro_random"]
+    from stages.params.dro import DEFAULT_METHODS
+
+    methods = [*DEFAULT_METHODS, "dro_classname", "dro_random"]
     assert list(metrics["methods"]) == methods
     assert metrics["discovery"] == discovery
     for m in metrics["methods"].values():
@@ -65,11 +70,12 @@ def test_stages_end_to_end(tmp_path, monkeypatch):
         assert len(m["group_acc"]) == 8 and m["num_seeds"] == 2  # every (shape, colour, background) cell
         assert m["worst_group_acc"] <= min(v for v in m["group_acc"].values() if v is not None) + 1e-9
     table = Path("results/table.md").read_text()
-    assert "| DEXTER + DRO | no | no |" in table and "random words + DRO" in table and "Convention:" in table
+    assert "| DEXTER + DRO | train images + class labels | pseudo (dro_dexter) | pseudo |" in table
+    assert "random words + DRO" in table and "Convention:" in table and "| JTT |" in table and "| DFR |" in table
     bars = Path("results/group_acc.csv").read_text().splitlines()
-    assert bars[0] == "bar,method,group,accuracy" and len(bars) == 1 + 5 * 8
+    assert bars[0] == "bar,method,group,accuracy" and len(bars) == 1 + len(methods) * 8
     curves = Path("results/curves.csv").read_text().splitlines()
-    assert curves[0].startswith("epoch,erm,groupdro_oracle,dro_dexter,dro_classname,dro_random,")
+    assert curves[0].startswith("epoch," + ",".join(methods) + ",")
     assert len(curves) == 1 + 2
     erm = json.loads(Path("metrics/erm.json").read_text())
     assert erm["selection"] == "val_avg" and 0 <= erm["test_worst_group_acc"] <= erm["test_avg_acc"] <= 1
