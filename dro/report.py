@@ -25,7 +25,13 @@ ROWS = {
     "dro_classname": ("class names + DRO (ablation)", "no", "no"),
     "dro_random": ("random words + DRO (ablation)", "no", "no"),
 }
-DATASET_TITLES = {"waterbirds": "Waterbirds", "celeba": "CelebA", "synthetic": "Synthetic"}
+
+
+def dataset_title(dataset: str) -> str:
+    """The dataset's column title (``dro.data.registry``); an unknown name is shown as it is."""
+    from dro.data.registry import KINDS
+
+    return KINDS[dataset].title if dataset in KINDS else dataset
 
 
 def build_metrics(dataset: str, per_method_seed: dict[str, list[dict]], seeds: Sequence[int], mode: str) -> dict:
@@ -39,7 +45,7 @@ def build_metrics(dataset: str, per_method_seed: dict[str, list[dict]], seeds: S
 
 
 def table_markdown(metrics: dict) -> str:
-    title = DATASET_TITLES.get(metrics["dataset"], metrics["dataset"])
+    title = dataset_title(metrics["dataset"])
     lines = [
         f"Test worst-group / average accuracy (%), mean ± std over {len(metrics['seeds'])} seed(s) "
         f"{metrics['seeds']}, retraining mode `{metrics['mode']}`.",

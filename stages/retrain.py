@@ -76,7 +76,7 @@ def run(argv: list[str] | None = None) -> None:
             histories[method].append(run_.result.history)
     metrics = build_metrics(params.dataset, per_seed, params.seeds, mode)
     discovery = args.labels / "discovery.json"
-    if params.dataset == "synthetic" and discovery.exists():
+    if params.is_world and discovery.exists():
         import json
 
         metrics["discovery"] = json.loads(discovery.read_text())
