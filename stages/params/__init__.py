@@ -14,6 +14,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from stages.params.base import Section
+from stages.params.classifier import ClassifierSection
 from stages.params.data import (CelebASection, FolderSection, ModelSet, SyntheticSection, TrainSettings,
                                 WaterbirdsSection)
 from stages.params.dexter import DexterSection, merged_dexter
@@ -33,6 +34,7 @@ class Params(Section):
     waterbirds: WaterbirdsSection = WaterbirdsSection()
     celeba: CelebASection = CelebASection()
     folder: FolderSection = FolderSection()
+    classifier: ClassifierSection = ClassifierSection()
     models: dict[str, ModelSet]
     world: WorldSection = WorldSection()
     dexter: DexterSection = DexterSection()
