@@ -12,9 +12,9 @@ Image paths are relative to ``root`` and must stay inside it. Class names come f
 distinct values of the class column, sorted) or from ``class_names`` (a list, or a file with one name a
 line; then the class column may also hold 0-based indices into it). Attribute columns are optional and
 used ONLY for evaluation and the oracle row: their joint value per image is the TRUE spurious attribute
-(groups = class x attribute); an empty cell is an unknown attribute. Without attribute columns the
-groups are the classes (worst-group accuracy is then worst-class accuracy) and no row may train on true
-groups. DEXTER, the labelling and every data-free row never read them.
+(groups = class x attribute); an empty cell is an unknown attribute. Without attribute columns every
+attribute is unknown: no row may train on true groups, and the test is evaluated per class (worst-group
+accuracy is then worst-class accuracy). DEXTER, the labelling and every data-free row never read them.
 
 Everything a user can get wrong in the CSV (missing column, unknown split or class, a path outside the
 root, a missing image) is ONE :class:`~dro.data.base.DatasetError` line, raised before any image is decoded.
@@ -28,8 +28,9 @@ from pathlib import Path
 
 from dro.data.base import SPLITS, DatasetError, DatasetInfo, Record
 
-NO_ATTRIBUTE = "none"  # attribute name when the CSV has no attribute column: one value, groups = classes
-ANY_VALUE = "any"
+# Without attribute columns: every attribute is unknown (a = -1: no true group, no labelling quality), and
+# the evaluation cells are the classes (one cell attribute with one value).
+NO_ATTRIBUTE = ("attributes", ("none",))
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,8 @@ def load_folder(spec: FolderSpec) -> tuple[DatasetInfo, list[Record]]:
             joint = _joint(row, spec.attribute_columns)
             a = attr_values.index(joint) if joint else -1
         else:
-            a = 0
-        records.append(Record(split=split, y=y, a=a, source=source))
+            a = -1
+        records.append(Record(split=split, y=y, a=a, source=source, cell=-1 if spec.attribute_columns else y))
     empty = [s for s in SPLITS if not any(r.split == s for r in records)]
     if empty:
         raise DatasetError(f"folder: {csv_path} has no {'/'.join(empty)} image; every split needs images "
@@ -118,7 +119,7 @@ def load_folder(spec: FolderSpec) -> tuple[DatasetInfo, list[Record]]:
                                f"{csv_path} is empty")
         info = DatasetInfo("folder", class_names, "+".join(spec.attribute_columns), tuple(attr_values))
     else:
-        info = DatasetInfo("folder", class_names, NO_ATTRIBUTE, (ANY_VALUE,))
+        info = DatasetInfo("folder", class_names, "unknown", ("unknown",), cell_attributes=(NO_ATTRIBUTE,))
     return info, records
 
 

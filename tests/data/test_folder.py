@@ -52,9 +52,13 @@ def test_prepared_index_opens_the_images(dataset, tmp_path):
     assert x.shape == (3, 32, 32) and 0 <= g < info.num_groups
 
 
-def test_without_attributes_groups_are_classes(dataset):
+def test_without_attributes_no_true_group_and_evaluation_per_class(dataset, tmp_path):
     info, records = load_folder(spec(dataset, attribute_columns=()))
-    assert info.num_groups == 2 and {r.a for r in records} == {0}
+    assert {r.a for r in records} == {-1} and all(r.cell == r.y for r in records)
+    write_prepared(tmp_path / "prepared", info, records, root=dataset)
+    test = open_prepared(tmp_path / "prepared")["test"]
+    assert (test.groups == -1).all() and (test.eval_cells == test.y).all()
+    assert info.cell_names == ["circle|attributes=none", "square|attributes=none"]
 
 
 def test_class_names_from_a_file_and_indices(dataset, tmp_path):
