@@ -146,3 +146,26 @@ def test_registry_answers_what_string_compares_used_to():
     assert dataset_title("celeba") == "CelebA" and [k for k, v in KINDS.items() if v.world] == ["synthetic"]
     with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
         dataset_kind("imagenet")
+
+
+def test_prepare_stage_reports_a_bad_csv_in_one_line(dataset, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.data.folderfixture import folder_params
+
+    repo = Path(__file__).resolve().parents[2]
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["dataset"] = "folder"
+    params["folder"] = {**folder_params(str(dataset)), "split_column": "fold"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = subprocess.run([sys.executable, "-m", "stages.prepare"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"error: folder: {dataset / 'labels.csv'} has no column 'fold' (folder.split_column); its columns are "
+        "['path', 'label', 'part', 'color', 'background']"]
+    assert not (tmp_path / "data/prepared").exists()
