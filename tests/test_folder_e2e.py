@@ -42,7 +42,7 @@ def workspace(tmp_path_factory) -> Path:
     (ws / "data" / "world4").mkdir()
     (ws / "data" / "world4" / "README").write_text("not used\n")
     shutil.copy(REPO / "dvc.yaml", ws / "dvc.yaml")
-    make_folder_dataset(ws / "data" / "mine", {"train": 80, "val": 24, "test": 32})
+    make_folder_dataset(ws / "data" / "mine", {"train": 64, "val": 16, "test": 32})
     torch.manual_seed(0)
     net = torchvision.models.resnet18(num_classes=2)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, ws / "mine_resnet18.safetensors")
@@ -73,7 +73,7 @@ def repro(workspace):
 def test_folder_dataset_is_prepared_from_the_csv(workspace, repro):
     data = json.loads((workspace / "metrics/data.json").read_text())
     assert data["dataset"] == "folder"
-    assert {s: v["size"] for s, v in data["splits"].items()} == {"train": 80, "val": 24, "test": 32}
+    assert {s: v["size"] for s, v in data["splits"].items()} == {"train": 64, "val": 16, "test": 32}
     assert json.loads((workspace / "metrics/world.json").read_text())["skipped"].startswith("dataset is folder")
 
 
@@ -99,4 +99,6 @@ def test_every_row_is_evaluated_on_the_csv_attributes(workspace, repro):
     per_seed = json.loads((workspace / "results/per_seed.json").read_text())
     assert per_seed["erm"][0]["selection"] == "imported"
     assert "Folder dataset" in (workspace / "results/table.md").read_text()
-    assert (workspace / "results/report.html").is_file()
+    page = (workspace / "results/report.html").read_text(encoding="utf-8")
+    assert page.count('class="bar"') == 6 and 'class="heat"' in page and "<pre>" not in page
+    assert page.count("<img ") >= 2 and page.count('src="data:image/png;base64,') == page.count("<img ")

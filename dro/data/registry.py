@@ -4,7 +4,8 @@ Code that would otherwise compare ``dataset == "waterbirds"`` asks the registry 
 (:func:`dataset_kind`): the loader the ``prepare`` stage calls, the title of the results table, the
 average-accuracy convention, the CLIP prompt templates of the labelling, how an image is made square,
 and whether the dataset is the built-in world (whose world models, gates, vocabulary and ablation rows
-only exist there). Adding a dataset kind is one entry here, one params section and its loader.
+only exist there). Adding a dataset kind is one entry here, its loader, and its params section (with its
+name in ``stages.params.DatasetName``).
 
 This module imports neither torch nor PIL (the params schema reads it); loaders import what they need.
 """

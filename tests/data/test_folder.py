@@ -169,3 +169,14 @@ def test_prepare_stage_reports_a_bad_csv_in_one_line(dataset, tmp_path):
         f"error: folder: {dataset / 'labels.csv'} has no column 'fold' (folder.split_column); its columns are "
         "['path', 'label', 'part', 'color', 'background']"]
     assert not (tmp_path / "data/prepared").exists()
+
+
+def test_params_know_every_registered_dataset_kind():
+    from typing import get_args
+
+    from dro.data.registry import KINDS
+    from stages.params import Params
+    from stages.params import DatasetName
+
+    assert set(get_args(DatasetName)) == set(KINDS)
+    assert all(name in Params.model_fields for name in KINDS)  # each kind has its params section
