@@ -125,9 +125,14 @@ def build_classifier(
     *,
     pretrained: bool = False,
     width: int = 32,
+    hf_config: dict | None = None,
+    mean: tuple[float, float, float] | None = None,
+    std: tuple[float, float, float] | None = None,
 ) -> Classifier:
     """A fresh classifier. ``pretrained`` loads ImageNet weights into a torchvision backbone (needs them
-    in the torch hub cache or network access; the error says which)."""
+    in the torch hub cache or network access; the error says which). ``torchvision:<name>`` is any
+    torchvision classifier and ``huggingface`` a Hugging Face one (``hf_config``, ``mean``, ``std``): the
+    architectures of imported classifiers (:mod:`dro.imported`)."""
     class_names = tuple(class_names)
     if len(class_names) < 2:
         raise ModelError(f"a classifier needs at least 2 classes, got {list(class_names)}")
@@ -139,8 +144,74 @@ def build_classifier(
         return Classifier(cfg, net, net.out_dim)
     if arch in _TORCHVISION_HEADS:
         return _torchvision_classifier(arch, class_names, image_size, pretrained)
-    known = ["small_cnn", *_TORCHVISION_HEADS]
+    if arch.startswith("torchvision:"):
+        return _any_torchvision_classifier(arch, class_names, image_size, pretrained)
+    if arch == "huggingface":
+        return _huggingface_classifier(class_names, image_size, hf_config, mean, std)
+    known = ["small_cnn", *_TORCHVISION_HEADS, "torchvision:<any torchvision classifier>"]
     raise ModelError(f"unknown arch {arch!r}; expected one of {known}")
+
+
+def split_last_linear(model: nn.Module) -> nn.Linear:
+    """Replace the model's LAST ``nn.Linear`` (its head) by Identity and return it: what is left maps an
+    input to the head's input (penultimate features). Works for torchvision and Hugging Face classifiers
+    whose head is their last linear layer (resnets' fc, ViT's heads.head, EfficientNet's classifier[-1])."""
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = name
+    if last is None:
+        raise ModelError(f"{type(model).__name__} has no nn.Linear head to split off")
+    parent = model
+    *path, leaf = last.split(".")
+    for part in path:
+        parent = getattr(parent, part)
+    head = getattr(parent, leaf)
+    setattr(parent, leaf, nn.Identity())
+    return head
+
+
+def _any_torchvision_classifier(arch: str, class_names: tuple[str, ...], image_size: int,
+                                pretrained: bool) -> Classifier:
+    """Any torchvision classification model (``torchvision:<name>``), cut at its last linear layer."""
+    import torchvision
+
+    name = arch.split(":", 1)[1]
+    if name not in torchvision.models.list_models(module=torchvision.models):
+        raise ModelError(f"unknown torchvision classifier {name!r}")
+    if pretrained:
+        raise ModelError(f"{arch}: pretrained weights are read by the classifier import (dro.imported), "
+                         "not when building the architecture")
+    net = torchvision.models.get_model(name, weights=None)
+    feature_dim = split_last_linear(net).in_features
+    cfg = ClassifierConfig(arch, class_names, image_size, IMAGENET_MEAN, IMAGENET_STD)
+    return Classifier(cfg, net, feature_dim)
+
+
+class HFBackbone(nn.Module):
+    """A Hugging Face image classifier whose head was split off: pixel values -> penultimate features."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=x).logits.flatten(1)
+
+
+def _huggingface_classifier(class_names: tuple[str, ...], image_size: int, hf_config: dict | None,
+                            mean, std) -> Classifier:
+    """A Hugging Face image-classification architecture rebuilt from its config dict (no download)."""
+    if hf_config is None or mean is None or std is None:
+        raise ModelError("arch huggingface needs the model's config and its normalisation (mean, std)")
+    from transformers import AutoConfig, AutoModelForImageClassification
+
+    config = AutoConfig.for_model(**hf_config)
+    net = AutoModelForImageClassification.from_config(config)
+    feature_dim = split_last_linear(net).in_features
+    cfg = ClassifierConfig("huggingface", class_names, image_size, tuple(mean), tuple(std),
+                           extra={"hf_config": hf_config})
+    return Classifier(cfg, HFBackbone(net), feature_dim)
 
 
 def _torchvision_classifier(arch: str, class_names: tuple[str, ...], image_size: int,
@@ -198,8 +269,10 @@ def load_classifier(model_dir: Path | str, device: torch.device | str = "cpu") -
     if not (model_dir / CONFIG_FILE).exists() or not (model_dir / WEIGHTS_FILE).exists():
         raise ModelError(f"no classifier at {model_dir} (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
     cfg = ClassifierConfig.from_json(json.loads((model_dir / CONFIG_FILE).read_text()))
-    model = build_classifier(cfg.arch, cfg.class_names, cfg.image_size, pretrained=False,
-                             **({"width": cfg.extra["width"]} if "width" in cfg.extra else {}))
+    extra = {"width": cfg.extra["width"]} if "width" in cfg.extra else {}
+    if cfg.arch == "huggingface":
+        extra = {"hf_config": cfg.extra.get("hf_config"), "mean": cfg.mean, "std": cfg.std}
+    model = build_classifier(cfg.arch, cfg.class_names, cfg.image_size, pretrained=False, **extra)
     if model.config.mean != cfg.mean or model.config.std != cfg.std:
         raise ModelError(f"{model_dir}: normalisation in config.json differs from the arch's")
     missing, unexpected = model.load_state_dict(load_file(model_dir / WEIGHTS_FILE), strict=False)

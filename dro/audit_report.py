@@ -2,14 +2,11 @@
 pseudo-groups match the truth, and whether group DRO fixed the worst group.
 
 It only reads files other stages wrote, so it can be rebuilt at any time without recomputing anything.
-Markdown for the repository, plus a self-contained HTML page (images inlined) for people to look at.
+Markdown for the repository, plus a self-contained HTML page (images inlined, ``dro.report_page``) to look at.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,23 +178,9 @@ def render_markdown(audits: list[ClassAudit], labelling: dict, table_md: str, gr
     return "\n".join(lines) + "\n"
 
 
-def render_html(markdown_text: str, grids: dict[str, Image.Image | list[Image.Image]]) -> str:
-    """A dependency-free page: the Markdown shown as preformatted text sections with the images inlined."""
-    parts = ["<!doctype html><meta charset='utf-8'><title>Bias audit</title>",
-             "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
-             "pre{white-space:pre-wrap;background:#f6f6f6;padding:1em}img{image-rendering:pixelated;display:block;"
-             "margin:0.5em 0}</style>"]
-    for block in markdown_text.split("\n### "):
-        parts.append(f"<pre>{html.escape(block if block.startswith('#') else '### ' + block)}</pre>")
-        for name, images in grids.items():
-            if block.split("\n", 1)[0].endswith(f": {name}"):
-                for grid in images if isinstance(images, list) else [images]:
-                    parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{_png_b64(grid)}'>")
-    return "\n".join(parts)
+def render_html(markdown_text: str, base_dir: Path, metrics: dict | None = None) -> str:
+    """The page people read (``dro.report_page``): the Markdown rendered, images inlined, the results as a
+    chart and a per-group heat map. ``base_dir``: the folder the Markdown's image links are relative to."""
+    from dro.report_page import render_page
 
-
-def _png_b64(image: Image.Image) -> str:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
+    return render_page(markdown_text, base_dir, metrics)

@@ -25,8 +25,11 @@ CONVENTION_TEXT = {
 
 
 def convention_for(dataset: str) -> Convention:
-    """The average-accuracy convention docs/METHOD.md section 5 prescribes for a dataset."""
-    return "train_weighted" if dataset == "waterbirds" else "plain"
+    """The average-accuracy convention docs/METHOD.md section 5 prescribes for a dataset (its entry in
+    ``dro.data.registry``: training-proportion weighted for Waterbirds, plain elsewhere)."""
+    from dro.data.registry import dataset_kind
+
+    return dataset_kind(dataset).convention
 
 
 def group_accuracies(pred: np.ndarray, y: np.ndarray, groups: np.ndarray, num_groups: int) -> np.ndarray:

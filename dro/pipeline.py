@@ -50,6 +50,19 @@ class ModelSpec:
     image_size: int
     pretrained: bool = False
     num_workers: int = 0
+    init: str | None = None  # a saved classifier (the imported audited one) every full retraining starts from
+
+
+def new_model(spec: ModelSpec, class_names: tuple[str, ...]) -> Classifier:
+    """A classifier to train: the one in ``spec.init`` (bring-your-own: retraining starts from it), else a
+    fresh ``spec.arch``."""
+    if spec.init is None:
+        return build_classifier(spec.arch, class_names, spec.image_size, pretrained=spec.pretrained)
+    model = load_classifier(spec.init)
+    if tuple(model.class_names) != tuple(class_names):
+        raise ValueError(f"the classifier in {spec.init} predicts {list(model.class_names)}, the dataset has "
+                         f"{list(class_names)}")
+    return model.train()
 
 
 def _split(ds: GroupImageDataset, spec: ModelSpec, groups: np.ndarray | None, num_groups: int,
@@ -113,6 +126,17 @@ def reuse_erm(erm_dir: Path, datasets: dict[str, GroupImageDataset], spec: Model
         log(f"erm seed {cfg.seed}: no readable {path}, training it")
         return None
     wanted, found = erm_identity(datasets, spec, cfg), record.get("identity") or {}
+    if record.get("imported"):  # a classifier the user brought: the erm row is that model, as it is
+        model = load_classifier(erm_dir, device)
+        pred = predict(model, image_source(datasets["test"], spec.image_size, spec.num_workers), device,
+                       cfg.eval_batch_size)
+        metrics = score_on_test(pred, datasets, convention)
+        metrics.update({"best_epoch": None, "selection": "imported", "selection_groups": "none",
+                        "model": record["imported"]})
+        log(f"erm seed {cfg.seed}: the imported classifier ({record['imported']}), not trained: test worst-group "
+            f"{metrics['worst_group_acc']:.4f} avg {metrics['avg_acc']:.4f}")
+        return MethodRun("erm", cfg.seed, metrics, TrainResult(best_epoch=-1, best_score=float("nan"),
+                                                               selection="imported", history=[]), model)
     if found != wanted:
         differ = sorted({f"{part}.{k}" for part in wanted for k in wanted[part]
                          if (found.get(part) or {}).get(k) != wanted[part][k]})
@@ -384,7 +408,7 @@ def retrain(
             vgs, vngs = (vg, vng) if see_val else (None, 0)
             if feats is None:
                 torch.manual_seed(c.seed)
-                net = build_classifier(spec.arch, info.class_names, spec.image_size, pretrained=spec.pretrained)
+                net = new_model(spec, info.class_names)
                 tr = _split(datasets["train"], spec, groups, tng)
                 va = _split(datasets["val"], spec, vgs, vngs)
             else:

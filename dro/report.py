@@ -24,8 +24,14 @@ QUOTED = {
     "waterbirds": {"erm": 62.6, "groupdro_oracle": 89.9, "dro_b2t": 90.7, "dro_dexter": 90.5},
     "celeba": {"erm": 47.7, "groupdro_oracle": 90.0, "dro_b2t": 90.4, "dro_dexter": 91.3},
 }
-DATASET_TITLES = {"waterbirds": "Waterbirds", "celeba": "CelebA", "synthetic": "Synthetic"}
 GROUPS_TEXT = {"none": "none", "true": "true", "pseudo": "pseudo"}
+
+
+def dataset_title(dataset: str) -> str:
+    """The dataset's column title (``dro.data.registry``); an unknown name is shown as it is."""
+    from dro.data.registry import KINDS
+
+    return KINDS[dataset].title if dataset in KINDS else dataset
 
 
 def build_metrics(dataset: str, per_method_seed: dict[str, list[dict]], seeds: Sequence[int], mode: str) -> dict:
@@ -60,7 +66,7 @@ def _pm(m: dict, key: str) -> str:
 def table_markdown(metrics: dict) -> str:
     """docs/METHOD.md section 6 layout: one row per method, with what it used beside its numbers."""
     dataset = metrics["dataset"]
-    title = DATASET_TITLES.get(dataset, dataset)
+    title = dataset_title(dataset)
     both = dataset == "waterbirds"
     quoted = QUOTED.get(dataset, {})
     avg_head = ("average, train-weighted | average, plain" if both else "average")

@@ -57,16 +57,20 @@ class TensorSource:
 
 
 def load_square(im: Image.Image, size: int, dataset: str) -> torch.Tensor:
-    """uint8 3 x size x size, with the evaluation-time geometry of the group-DRO code (no augmentation):
-    Waterbirds resize to 256/224 x size then centre crop; CelebA centre crop to the short side then
-    resize; anything else a plain resize."""
-    if dataset == "waterbirds":
+    """uint8 3 x size x size, with the evaluation-time geometry of the group-DRO code (no augmentation),
+    as the dataset's registry entry says (``dro.data.registry``): Waterbirds resize to 256/224 x size then
+    centre crop; CelebA (and folder datasets) centre crop to the short side then resize; anything else a
+    plain resize."""
+    from dro.data.registry import KINDS
+
+    geometry = KINDS[dataset].geometry if dataset in KINDS else "resize"
+    if geometry == "waterbirds":
         big = int(size * 256.0 / 224.0)
         im = im.resize((big, big), resample=Image.BILINEAR)
         left = (big - size) // 2
         im = im.crop((left, left, left + size, left + size))
     else:
-        if dataset == "celeba":
+        if geometry == "centre_square":
             w, h = im.size
             m = min(w, h)
             left, top = (w - m) // 2, (h - m) // 2

@@ -35,21 +35,16 @@ IMAGENET_TEMPLATES: tuple[str, ...] = (
 # Inside the synthetic world's caption vocabulary.
 WORLD_TEMPLATES: tuple[str, ...] = ("a picture of a {}.", "a picture of a {}")
 
-# B2T's class templates.
-CLASS_TEMPLATES: dict[str, tuple[str, ...]] = {
-    "waterbirds": ("{}", "bird on {}", "bird on a {}", "bird and a {}", "fowl on {}", "fowl on a {}",
-                   "fowl and a {}"),
-    "celeba": ("{}", "{} celebrity"),
-    "synthetic": ("{}",),
-}
-
 TEMPLATE_SETS: dict[str, tuple[str, ...]] = {"imagenet": IMAGENET_TEMPLATES, "world": WORLD_TEMPLATES}
 
 
 def default_templates(dataset: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(templates, class templates) for a dataset: world templates for the synthetic world, else B2T's."""
-    templates = WORLD_TEMPLATES if dataset == "synthetic" else IMAGENET_TEMPLATES
-    return templates, CLASS_TEMPLATES.get(dataset, ("{}",))
+    """(templates, class templates) of a dataset's registry entry (``dro.data.registry``): world templates
+    for the synthetic world, else the CLIP ImageNet ones; B2T's class templates."""
+    from dro.data.registry import dataset_kind
+
+    kind = dataset_kind(dataset)
+    return TEMPLATE_SETS[kind.templates], kind.class_templates
 
 
 def compose(keyword: str, templates: tuple[str, ...] | list[str],

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     from stages.params import load_params
 
     params = load_params(args.params)
-    if params.dataset != "synthetic":
+    if not params.is_world:
         print(f"acceptance numbers are defined for the synthetic world, not {params.dataset}: nothing to check")
         return 0
     read = lambda p: json.loads(Path(p).read_text())  # noqa: E731

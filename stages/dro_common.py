@@ -28,7 +28,10 @@ def log(msg: str) -> None:
 def model_spec(params: Params):
     from dro.pipeline import ModelSpec
 
-    t = params.train
+    t, c = params.train, params.classifier
+    if c.imported:  # the audited classifier was imported into outputs/erm: retraining starts from it
+        return ModelSpec(arch=f"imported:{c.source}:{c.name}", image_size=c.image_size or t.image_size,
+                         num_workers=t.num_workers, init=str(ERM_DIR))
     return ModelSpec(arch=t.arch, image_size=t.image_size, pretrained=t.pretrained, num_workers=t.num_workers)
 
 

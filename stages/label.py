@@ -64,7 +64,7 @@ def run(argv: list[str] | None = None) -> None:
         templates = TEMPLATE_SETS[lab.templates]
     if lab.class_templates is not None:
         class_templates = tuple(lab.class_templates)
-    world = params.synthetic.world_config() if params.dataset == "synthetic" else None
+    world = params.synthetic.world_config() if params.is_world else None
     settings = dict(templates=templates, class_templates=class_templates, temperature=lab.temperature,
                     cache_dir=CACHE / "clip", out_dir=args.out, batch_size=lab.batch_size,
                     num_workers=params.train.num_workers, log=log)

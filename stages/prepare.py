@@ -1,7 +1,7 @@
-"""Stage ``prepare``: materialise (synthetic) or verify (Waterbirds, CelebA) the chosen dataset.
+"""Stage ``prepare``: materialise (synthetic) or verify (Waterbirds, CelebA, a folder dataset) the chosen dataset.
 
 Writes the normalised index every later stage reads (``data/prepared/``) and the group statistics
-as a DVC metric (``metrics/data.json``). For Waterbirds and CelebA every image is decoded once
+as a DVC metric (``metrics/data.json``). For file-backed datasets every image is decoded once
 (``dro.data.verify``; good files are remembered by size and time in ``outputs/cache/decoded/``), so a
 corrupt file stops the pipeline here, by name, not an epoch into training.
 """
@@ -64,44 +64,27 @@ def main() -> None:
     from dro.data import open_prepared, write_prepared
 
     section = params.dataset_section
-    if params.dataset == "synthetic" and Path(params.model_set.clip).is_dir():
+    if params.is_world and Path(params.model_set.clip).is_dir():
         # Fail now, not after training, if the committed world models cannot draw this world.
         from world.manifest import check_world_covered
 
         check_world_covered(params.world_root, section.image_size, shapes=section.classes,
                             colors=section.colors, backgrounds=section.backgrounds)
-    if params.dataset == "synthetic":
-        from dro.data.world_index import build_synthetic
-
+    if params.is_world and section.preset:
         cfg = section.world_config()
-        if section.preset:
-            print(f"synthetic.preset={section.preset}: classes {cfg.classes}, colors {cfg.colors}, "
-                  f"backgrounds {cfg.backgrounds}, models.{section.models}")
-        info, records, pixels, _ = build_synthetic(cfg)
-        write_prepared(args.out, info, records, pixels=pixels)
-    elif params.dataset == "waterbirds":
-        from dro.data.download import ensure_waterbirds
-        from dro.data.waterbirds import load_waterbirds
-
-        root = ensure_waterbirds(Path(section.root), download=section.download)
-        info, records = load_waterbirds(root)
-        check_decodable(root, records, info.name)
-        write_prepared(args.out, info, records, root=root)
-    else:
-        from dro.data.celeba import load_celeba
-        from dro.data.download import ensure_celeba
-
-        root = ensure_celeba(Path(section.root), download=section.download)
-        info, records = load_celeba(root, target=section.target, spurious=section.spurious)
-        check_decodable(root, records, info.name)
-        write_prepared(args.out, info, records, root=root)
+        print(f"synthetic.preset={section.preset}: classes {cfg.classes}, colors {cfg.colors}, "
+              f"backgrounds {cfg.backgrounds}, models.{section.models}")
+    prepared = params.kind.load(section)  # the dataset's loader (dro.data.registry): checks its index first
+    if prepared.decode:
+        check_decodable(prepared.root, prepared.records, prepared.info.name)
+    write_prepared(args.out, prepared.info, prepared.records, root=prepared.root, pixels=prepared.pixels)
 
     splits = open_prepared(args.out)
     stats = {"dataset": params.dataset, "splits": group_statistics(splits)}
-    if params.dataset == "synthetic":
+    if params.is_world:
         stats["shortcuts"] = {c: (None if s is None else {"attribute": s.attribute, "value": s.value,
                                                           "correlation": s.correlation})
-                              for c, s in cfg.shortcuts.items()}
+                              for c, s in section.world_config().shortcuts.items()}
     atomic_write_json(args.stats, stats)
     for name, s in stats["splits"].items():
         print(f"{name}: {s['size']} images, groups {s['groups']}")

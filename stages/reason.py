@@ -102,7 +102,7 @@ def backend_settings(params) -> tuple[str, dict]:
     settings = dict(clip=r.clip or params.model_set.clip, device=str(resolve_device(params.device)),
                     batch_size=r.batch_size, min_lift=r.min_lift, alpha=r.alpha, max_attributes=r.max_attributes)
     if r.phrase_bank == "auto":
-        if params.dataset == "synthetic":
+        if params.is_world:
             from dexter.reasoning.world import synthetic_phrase_bank
 
             settings["phrases"] = synthetic_phrase_bank(params.synthetic.world_config())
@@ -140,8 +140,7 @@ def run(params, dexter_dir: Path = DEXTER_DIR, out_dir: Path = REASONING_DIR, cl
 
     dirs = class_dirs(dexter_dir)
     class_names = read_class_names(classifier_dir)
-    vocabulary = (world_vocabulary(params.synthetic.world_config(), class_names) if params.dataset == "synthetic"
-                  else None)
+    vocabulary = world_vocabulary(params.synthetic.world_config(), class_names) if params.is_world else None
     settings = verify_settings(params)
     reasoning_params = params.reasoning.model_dump()
     reasoning_params["_generator"] = generator_fingerprint(params, classifier_dir)

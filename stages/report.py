@@ -39,37 +39,35 @@ def main() -> None:
     labelling = json.loads(labelling_path.read_text()) if labelling_path.exists() else {}
     table_md = (RESULTS_DIR / "table.md").read_text()
     metrics_path = RESULTS_DIR / "metrics.json"
-    discovery = json.loads(metrics_path.read_text()).get("discovery") if metrics_path.exists() else None
+    results = json.loads(metrics_path.read_text())
+    discovery = results.get("discovery")
 
-    grids, grid_paths, pictures = {}, {}, {}
+    grid_paths, pictures = {}, {}
     frames_dir = RESULTS_DIR / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
     for stale in frames_dir.glob("*.png"):
         stale.unlink()
     for audit in audits:
         stem = f"{audit.class_index:03d}_{audit.class_name}"
-        images, pics = [], {}
+        pics = {}
         for key, image in (("effects", _open(audit.effects_png)), ("pairs", _open(audit.pairs_png)),
                            ("fresh", frame_grid(audit.fresh_frames))):
             if image is not None:
                 path = frames_dir / f"{stem}_{key}.png"
                 image.save(path)
                 pics[key] = str(path.relative_to(RESULTS_DIR))
-                images.append(image)
         grid = frame_grid(audit.frames)
         if grid is not None:
-            images.append(grid)
             path = frames_dir / f"{stem}.png"
             grid.save(path)
             grid_paths[audit.class_name] = str(path.relative_to(RESULTS_DIR))
-        grids[audit.class_name], pictures[audit.class_name] = images, pics
+        pictures[audit.class_name] = pics
 
     markdown = render_markdown(audits, labelling, table_md, grid_paths, pictures, discovery)
     atomic_write_text(RESULTS_DIR / "report.md", markdown)
-    atomic_write_text(RESULTS_DIR / "report.html", render_html(markdown, grids))
+    atomic_write_text(RESULTS_DIR / "report.html", render_html(markdown, RESULTS_DIR, results))
     atomic_write_json(RESULTS_DIR / "keywords.json", keywords_by_class(audits))
     atomic_write_text(RESULTS_DIR / "effects.csv", _csv(effects_rows(audits), EFFECT_COLUMNS))
-    results = json.loads((RESULTS_DIR / "metrics.json").read_text())
     atomic_write_json(SUMMARY, summary_metrics(results, labelling))
     print(f"wrote {RESULTS_DIR / 'report.md'} and report.html for {len(audits)} classes")
 

@@ -118,7 +118,7 @@ def run(argv: list[str] | None = None) -> None:
         return
     metrics = build_metrics(params.dataset, per_seed, seeds, mode)
     discovery = args.labels / "discovery.json"
-    if params.dataset == "synthetic" and discovery.exists():
+    if params.is_world and discovery.exists():
         import json
 
         metrics["discovery"] = json.loads(discovery.read_text())

@@ -23,7 +23,7 @@ def main() -> None:
     from stages.params import load_params
 
     params = load_params(args.params)
-    if params.dataset != "synthetic":
+    if not params.is_world:
         from common.io import atomic_write_json
 
         atomic_write_json(args.metrics, {"skipped": f"dataset is {params.dataset}: the world models are not used"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import configparser
 import hashlib
 import io
+import json
 import os
 import re
 import subprocess
@@ -267,3 +268,31 @@ def test_cuda_in_params_without_a_gpu_is_one_line_from_a_stage(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "error: device: 'cuda' asked for, but no CUDA device is available (use 'auto' or 'cpu')"]
+
+
+def test_plots_page_declares_utf8_where_browsers_look_for_it():
+    """Browsers read the charset from the first 1024 bytes only; declared later (after the licence comment),
+    the page was decoded as windows-1252 and Vega's ellipsis '…' showed as 'â€¦' on the bar labels."""
+    head = _template().read_bytes()[:1024]
+    assert b'<meta charset="utf-8">' in head
+
+
+def test_group_accuracy_bars_get_one_colour_per_method_and_whole_labels():
+    from dvc_render.vega import VegaRenderer
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    props = next(p["results/group_acc.csv"] for p in stages["retrain"]["plots"] if "results/group_acc.csv" in p)
+    rows = [{"bar": f"{m}: circle|color=red,background=water", "method": m, "group": "circle|color=red,background=water",
+             "accuracy": "0.5", "rev": "workspace"} for m in ("erm", "dro_dexter")]
+    renderer = VegaRenderer(rows, "results/group_acc.csv", template_dir=str(REPO / ".dvc" / "plots"),
+                            **{k: v for k, v in props.items() if k != "cache"})
+    spec = renderer.get_filled_template()
+    spec = json.loads(spec) if isinstance(spec, str) else spec
+    assert spec["encoding"]["color"]["field"] == "method"
+    assert spec["encoding"]["y"]["field"] == "bar" and spec["encoding"]["y"]["axis"]["labelLimit"] == 0
+
+
+def test_validation_curves_get_one_colour_per_method():
+    template = json.loads((REPO / ".dvc" / "plots" / f"{DVC_YAML['plots'][0]['validation_selection_score']['template']}.json")
+                          .read_text())
+    assert template["encoding"]["color"]["field"] == "field"  # DVC's column name of each y of a multi-y plot

@@ -115,7 +115,7 @@ CASES = [
     (_set("synthetic.preset", "huge"), "synthetic.preset: Input should be 'small' or 'rich'"),
     (_set("synthetic.ablations", ["dro_oracle"]), "synthetic.ablations.0: Input should be 'dro_classname' or"),
     (_set("synthetic.num_classes", 2), "synthetic.num_classes: unknown key"),
-    (_set("dataset", "imagenet"), "dataset: Input should be 'synthetic', 'waterbirds' or 'celeba'"),
+    (_set("dataset", "imagenet"), "dataset: Input should be 'synthetic', 'waterbirds', 'celeba' or 'folder'"),
     (_set("synthetic.models", "nope"), "synthetic.models names 'nope'"),
     (_drop("models.world.bert"), "models.world.bert: required key is missing"),
     (_set("celeba.spurious", "Blond_Hair"), "celeba: target and spurious must be different"),

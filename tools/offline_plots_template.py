@@ -69,7 +69,12 @@ OF THIS SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.
 The vega-embed build also bundles fast-json-patch and json-stringify-pretty-compact (MIT), semver (ISC)
 and tslib (0BSD)."""
 
+# The charset comes first: browsers look for it in the first 1024 bytes only, and the licence comment is
+# longer; declared after it, the page was read as windows-1252 and Vega's "…" showed as "â€¦".
 PAGE = """<!DOCTYPE html>
+<html>
+<head>
+    <meta charset="utf-8">
 <!--
 A `dvc plots show` page that works offline: {versions} inlined below (no script from the network).
 Written by tools/offline_plots_template.py from the npm tarballs; do not edit by hand.
@@ -77,10 +82,7 @@ Written by tools/offline_plots_template.py from the npm tarballs; do not edit by
 
 {license}
 -->
-<html>
-<head>
     {{refresh_tag}}
-    <meta charset="utf-8">
     <title>DVC Plot</title>
 {scripts}
     <style>

@@ -15,13 +15,21 @@ from pydantic import Field, ValidationError, model_validator
 
 from common.errors import UserInputError
 from stages.params.base import Section
-from stages.params.data import CelebASection, ModelSet, SyntheticSection, TrainSettings, WaterbirdsSection
+from stages.params.classifier import ClassifierSection
+from stages.params.data import (
+    CelebASection,
+    FolderSection,
+    ModelSet,
+    SyntheticSection,
+    TrainSettings,
+    WaterbirdsSection,
+)
 from stages.params.dexter import DexterSection, merged_dexter
 from stages.params.dro import DroSection, LabellingSection
 from stages.params.reasoning import ReasoningSection
 from stages.params.world import WorldSection
 
-DatasetName = Literal["synthetic", "waterbirds", "celeba"]
+DatasetName = Literal["synthetic", "waterbirds", "celeba", "folder"]  # the kinds of dro.data.registry
 
 
 class TorchrunSection(Section):
@@ -53,6 +61,8 @@ class Params(Section):
     synthetic: SyntheticSection = SyntheticSection()
     waterbirds: WaterbirdsSection = WaterbirdsSection()
     celeba: CelebASection = CelebASection()
+    folder: FolderSection = FolderSection()
+    classifier: ClassifierSection = ClassifierSection()
     models: dict[str, ModelSet]
     world: WorldSection = WorldSection()
     dexter: DexterSection = DexterSection()
@@ -67,6 +77,9 @@ class Params(Section):
             raise ValueError(f"{self.dataset}.models names {wanted!r}, but models has only {sorted(self.models)}")
         if self.seeds != "auto" and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
             raise ValueError("seeds must name at least one seed, without repeats")
+        if self.dataset == "folder" and not self.folder.attribute_columns and "groupdro_oracle" in self.dro.methods:
+            raise ValueError("dro.methods: groupdro_oracle trains on true groups, but folder.attribute_columns is "
+                             "empty (no true attribute); drop it from dro.methods or name the attribute columns")
         try:
             self.dexter_settings  # noqa: B018  (validate the merged section now, not in a stage)
         except ValidationError as e:
@@ -79,8 +92,20 @@ class Params(Section):
         return merged_dexter(self.dexter, self.dataset_section.dexter)
 
     @property
-    def dataset_section(self) -> SyntheticSection | WaterbirdsSection | CelebASection:
+    def dataset_section(self) -> SyntheticSection | WaterbirdsSection | CelebASection | FolderSection:
         return getattr(self, self.dataset)
+
+    @property
+    def kind(self):
+        """The dataset's entry in :mod:`dro.data.registry` (title, convention, templates, loader, world)."""
+        from dro.data.registry import dataset_kind
+
+        return dataset_kind(self.dataset)
+
+    @property
+    def is_world(self) -> bool:
+        """The built-in synthetic world (world models, gates, vocabulary and ablation rows exist only there)."""
+        return self.kind.world
 
     @property
     def model_set(self) -> ModelSet:
@@ -101,7 +126,7 @@ class Params(Section):
     @property
     def methods(self) -> list[str]:
         """The retraining rows: ``dro.methods``, plus the synthetic world's ablation rows."""
-        extra = self.synthetic.ablations if self.dataset == "synthetic" else []
+        extra = self.synthetic.ablations if self.is_world else []
         return [*self.dro.methods, *extra]
 
     @property

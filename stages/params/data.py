@@ -136,6 +136,41 @@ class CelebASection(Section):
         return self
 
 
+class FolderSection(Section):
+    """Bring your own dataset: a CSV of image path, class, split and optional attribute columns under
+    ``root`` (see :mod:`dro.data.folder`). ``csv`` and a ``class_names`` file are relative to ``root``.
+    Attribute columns are used only for evaluation and the oracle row."""
+
+    root: str = "data/folder"
+    csv: str = "metadata.csv"
+    image_column: str = "image"
+    class_column: str = "class"
+    split_column: str = "split"
+    attribute_columns: list[str] = Field(default_factory=list)
+    class_names: list[str] | str | None = None  # null: the class column's distinct values, sorted
+    splits: dict[Literal["train", "val", "test"], str] = Field(
+        default_factory=lambda: {"train": "train", "val": "val", "test": "test"})
+    models: str = "real"
+    train: TrainSettings = TrainSettings(
+        arch="resnet50", pretrained=True, image_size=224, lr=1e-3, weight_decay=1e-4,
+        optimizer="sgd", epochs=20, num_workers=2,
+    )
+    dexter: DexterOverrides | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FolderSection:
+        if set(self.splits) != {"train", "val", "test"}:
+            raise ValueError("splits must map each of train, val and test to a value of the split column")
+        if len(set(self.splits.values())) != 3:
+            raise ValueError("splits: train, val and test need three different values")
+        if len(set(self.attribute_columns)) != len(self.attribute_columns):
+            raise ValueError("attribute_columns has duplicates")
+        used = {self.image_column, self.class_column, self.split_column}
+        if len(used) != 3 or used & set(self.attribute_columns):
+            raise ValueError("image, class, split and attribute columns must be different columns")
+        return self
+
+
 class ModelSet(Section):
     """Where each model comes from: a hub id or a local directory, loaded through the same path."""
 

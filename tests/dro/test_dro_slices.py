@@ -20,7 +20,7 @@ from dro.slices import (
     pseudo_group_names,
     read_attributes,
 )
-from dro.templates import CLASS_TEMPLATES, IMAGENET_TEMPLATES, compose, default_templates
+from dro.templates import IMAGENET_TEMPLATES, compose, default_templates
 
 # Each keyword has a direction; templates add a template-specific offset so averaging matters.
 KW = {"water": [1.0, 0.0, 0.0], "sea": [1.0, 1.0, 0.0], "land": [0.0, 0.0, 1.0], "woods": [0.0, 1.0, 1.0]}
@@ -45,7 +45,7 @@ def unit(v):
 def test_templates_are_complete():
     assert len(IMAGENET_TEMPLATES) == 80 and len(set(IMAGENET_TEMPLATES)) == 80
     assert all(t.count("{}") == 1 for t in IMAGENET_TEMPLATES)
-    assert len(CLASS_TEMPLATES["waterbirds"]) == 7 and CLASS_TEMPLATES["celeba"] == ("{}", "{} celebrity")
+    assert len(default_templates("waterbirds")[1]) == 7 and default_templates("celeba")[1] == ("{}", "{} celebrity")
     assert default_templates("waterbirds")[0] == IMAGENET_TEMPLATES
     assert compose("sea", ["a photo of a {}."], ["{}", "bird on {}"]) == ["a photo of a sea.", "a photo of a bird on sea."]
     with pytest.raises(ValueError):
