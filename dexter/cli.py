@@ -240,13 +240,13 @@ def _check_classifier_args(args: argparse.Namespace) -> None:
     if args.classifier_dir and args.preprocess != "auto":
         raise CliError("--preprocess applies to --classifier; a --classifier-dir classifier has its own")
     if args.classifier:
-        from dexter.classifiers import ClassifierError, check_torchvision_name, resolve_preprocess
+        from dexter.classifiers import CheckpointError, ClassifierError, check_torchvision_name, resolve_preprocess
 
         name = "resnet50" if args.classifier == "robust50" else args.classifier
         try:
             check_torchvision_name(name)
             resolve_preprocess(args.classifier, args.preprocess)
-        except ClassifierError as err:
+        except (ClassifierError, CheckpointError) as err:
             raise CliError(str(err)) from None
 
 
@@ -261,7 +261,13 @@ def _check_device(args: argparse.Namespace):
 
 
 def _load_classifier(args: argparse.Namespace):
-    from dexter.classifiers import ClassifierError, load_robust_resnet50, load_torchvision, wrap_pipeline_classifier
+    from dexter.classifiers import (
+        CheckpointError,
+        ClassifierError,
+        load_robust_resnet50,
+        load_torchvision,
+        wrap_pipeline_classifier,
+    )
 
     names = None
     if args.class_names:
@@ -282,7 +288,7 @@ def _load_classifier(args: argparse.Namespace):
                                         trust_checkpoint=args.trust_checkpoint)
         return load_torchvision(args.classifier, checkpoint=args.checkpoint, class_names=names,
                                 preprocess=args.preprocess, trust_checkpoint=args.trust_checkpoint)
-    except ClassifierError as err:
+    except (ClassifierError, CheckpointError) as err:
         raise CliError(str(err)) from None
 
 

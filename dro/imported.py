@@ -4,7 +4,7 @@ contract (:class:`common.classifier.Classifier`: [0, 1] images, its own preproce
 ``head``) and saved where ``train_erm`` would have put the model it trains. Every later stage (DEXTER, the
 reasoning, the labelling, retraining) then reads it like a trained one, and retraining starts from it.
 
-Checkpoints are read by :func:`dexter.classifiers.read_state_dict` (the reader the DEXTER CLI uses for
+Checkpoints are read by :func:`common.checkpoints.read_state_dict` (the reader the DEXTER CLI uses for
 ``resnet50``/``robust50``/``vit_b_16``: ``.safetensors`` or ``weights_only`` ``.pt``, wrapper keys and
 ``module.`` prefixes removed). The classifier must predict the dataset's classes, in the dataset's order
 (a Hugging Face model whose ``id2label`` names the dataset's classes is reordered to them).
@@ -62,12 +62,12 @@ def _check_classes(n: int, class_names: tuple[str, ...], what: str) -> None:
 def _from_torchvision(source: ClassifierSource, class_names: tuple[str, ...], image_size: int) -> Classifier:
     import torchvision
 
-    from dexter.classifiers import ClassifierError, check_torchvision_name, read_state_dict
+    from common.checkpoints import CheckpointError, check_torchvision_name, read_state_dict
 
     try:
         check_torchvision_name(source.name)
         state = read_state_dict(source.checkpoint) if source.checkpoint else None
-    except ClassifierError as e:
+    except CheckpointError as e:
         raise ModelError(f"classifier: {e}") from None
     if state is not None:
         linear = [k for k, v in state.items() if k.endswith("weight") and v.dim() == 2]

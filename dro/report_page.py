@@ -95,9 +95,9 @@ def data_uri(path: Path) -> str:
 
 
 def _label(method: str) -> str:
-    from dro.report import ROWS
+    from dro.methods import METHODS
 
-    return ROWS.get(method, (method,))[0]
+    return METHODS[method].label if method in METHODS else method
 
 
 def _esc(text: str) -> str:

@@ -36,7 +36,7 @@ def workspace(tmp_path_factory) -> Path:
 
     ws = tmp_path_factory.mktemp("folder_pipeline")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("stages", "dexter", "dro"):
+    for name in ("stages", "common", "world", "dexter", "dro"):
         shutil.copytree(REPO / name, ws / name, ignore=ignore)
     shutil.copytree(WORLD, ws / "data" / "world", ignore=ignore)
     (ws / "data" / "world4").mkdir()

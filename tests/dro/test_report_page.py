@@ -15,6 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from dro.methods import get_method
 from dro.report import table_markdown
 
 
@@ -54,6 +55,13 @@ METRICS = {
             "group_acc_std": {"circle|bg=water": 0.02, "circle|bg=land": 0.0, "square|bg=land": None}}
         for m, wg, avg in (("erm", 0.08, 0.85), ("groupdro_oracle", 0.9, 0.95), ("dro_dexter", 0.88, 0.94))},
 }
+for _name, _m in METRICS["methods"].items():  # what build_metrics adds from the method registry
+    _row = get_method(_name)
+    _m.update({"label": _row.label, "avg_acc_convention": "plain",
+               "uses": {"training_data": _row.training_data, "groups_in_training": _row.train_groups,
+                        "groups_for_selection": _row.selection_groups, "pseudo_groups_from": _row.pseudo_from,
+                        "data_for_discovery": _row.discovery_data, "tuned_on_dro_grid": _row.tuned,
+                        "source": _row.source}})
 
 
 @pytest.fixture
