@@ -65,6 +65,7 @@ def run(argv: list[str] | None = None) -> None:
     if dist.is_worker:
         init_process_group(device)
     main_rank = dist.rank == 0
+    say = log if main_rank else _quiet
     datasets = open_prepared(args.prepared)
     methods, mode = params.methods, params.dro.mode
     pseudo = {m: load_pseudo_groups(args.labels, datasets, method=m) for m in methods if METHODS[m][1] == "pseudo"}
@@ -76,12 +77,12 @@ def run(argv: list[str] | None = None) -> None:
     for seed in params.seeds:
         cfg = full_train_config(params, seed) if mode == "full" else last_layer_train_config(params, seed)
         for method in methods:
-            log(f"== {method}, seed {seed}, mode {mode}")
+            say(f"== {method}, seed {seed}, mode {mode}")
             run_ = None
             if method == "erm" and mode == "full":
                 with input_errors():
                     run_ = reuse_erm(args.erm, datasets, model_spec(params), cfg,
-                                     convention_for(params.dataset), device, log=log)
+                                     convention_for(params.dataset), device, log=say)
             if run_ is None:
                 with input_errors():
                     run_ = retrain(method, datasets, model_spec(params), cfg, pseudo=pseudo.get(method), mode=mode,
@@ -90,7 +91,7 @@ def run(argv: list[str] | None = None) -> None:
                                    cache_dir=CACHE / "features",
                                    model_out=RETRAIN_DIR / method / f"seed{seed}" if main_rank else None,
                                    convention=convention_for(params.dataset), device=device,
-                                   log=log if main_rank else _quiet, session=session)
+                                   log=say, session=session)
             per_seed[method].append({"seed": seed, **run_.metrics})
             histories[method].append(run_.result.history)
     if not main_rank:
