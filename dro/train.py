@@ -260,16 +260,15 @@ def _sum_over_ranks(loss_sum: float, correct: int, seen: int, device) -> tuple[f
 
 
 def _ddp(module: nn.Module, device, log: Callable[[str], None] | None) -> nn.Module:
-    """``module`` under DistributedDataParallel. On CUDA, batch norms become SyncBatchNorm so their batch
-    statistics are the global batch's (torch's SyncBatchNorm has no CPU kernel: on CPU they stay per rank)."""
+    """``module`` under DistributedDataParallel. On CUDA its batch norms were made SyncBatchNorm (``train``),
+    so their statistics are the global batch's; torch's SyncBatchNorm has no CPU kernel: on CPU they stay
+    per rank."""
     from torch.nn.parallel import DistributedDataParallel
 
     device = torch.device(device)
-    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
     if device.type == "cuda":
-        if has_bn:
-            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
         return DistributedDataParallel(module, device_ids=[device.index])
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
     if has_bn and log is not None:
         log("note: batch-norm statistics are per process on CPU (SyncBatchNorm needs CUDA)")
     return DistributedDataParallel(module)
@@ -300,6 +299,8 @@ def train(
     ckpt_dir = Path(ckpt_dir)
     module.to(device)
     world, rank = _world()
+    if world > 1 and torch.device(device).type == "cuda":  # before the optimizer takes the parameters
+        module = nn.SyncBatchNorm.convert_sync_batchnorm(module)  # replaces the children in place
     if torch.device(device).type == "cuda":  # resume == uninterrupted needs deterministic kernels
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     if cfg.method == "group_dro" and train_data.groups is None:

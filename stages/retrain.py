@@ -77,6 +77,7 @@ def run(argv: list[str] | None = None) -> None:
     if dist.is_worker:
         init_process_group(device)
     main_rank = dist.rank == 0
+    say = log if main_rank else _quiet
     datasets = open_prepared(args.prepared)
     methods, mode, d = params.methods, params.dro.mode, params.dro
     seeds = params.retrain_seeds
@@ -84,7 +85,7 @@ def run(argv: list[str] | None = None) -> None:
     needs_erm = mode == "last_layer" or any(get_method(m).kind == "dfr" for m in methods)
     audited = load_classifier(args.erm, device) if needs_erm else None
     grid = DroGrid(tuple(d.grid.adjustment), tuple(d.grid.eta)) if params.dataset in d.grid.datasets else None
-    log(f"group-DRO rows: {'selected over the grid C ' + str(d.grid.adjustment) + ' x eta ' + str(d.grid.eta) if grid else f'one setting C {d.adjustment}, eta {d.eta} (dro.grid.datasets leaves {params.dataset} out)'}")
+    say(f"group-DRO rows: {'selected over the grid C ' + str(d.grid.adjustment) + ' x eta ' + str(d.grid.eta) if grid else f'one setting C {d.adjustment}, eta {d.eta} (dro.grid.datasets leaves {params.dataset} out)'}")
     jtt = JttSettings(epochs=d.jtt.epochs, lambda_up=d.jtt.lambda_up)
     dfr = DfrSettings(c_grid=tuple(d.dfr.c_grid), n_fits=d.dfr.n_fits)
     per_seed: dict[str, list[dict]] = {m: [] for m in methods}
@@ -95,12 +96,12 @@ def run(argv: list[str] | None = None) -> None:
         # DFR retrains the last layer of this seed's ERM row when it ran (full mode), else the audited model
         erm_model = audited
         for method in methods:
-            log(f"== {method}, seed {seed}, mode {mode}")
+            say(f"== {method}, seed {seed}, mode {mode}")
             run_ = None
             row = get_method(method)
             if row.is_audited_model and mode == "full":
                 run_ = reuse_erm(args.erm, datasets, model_spec(params), cfg,
-                                 convention_for(params.dataset), device, log=log)
+                                 convention_for(params.dataset), device, log=say)
             if run_ is None:
                 run_ = retrain(method, datasets, model_spec(params), cfg,
                                pseudo=pseudo.get(row.pseudo_from), mode=mode,
@@ -109,7 +110,7 @@ def run(argv: list[str] | None = None) -> None:
                                cache_dir=CACHE / "features",
                                model_out=RETRAIN_DIR / method / f"seed{seed}" if main_rank else None,
                                convention=convention_for(params.dataset), device=device,
-                               log=log if main_rank else _quiet, session=session, grid=grid, jtt=jtt, dfr=dfr)
+                               log=say, session=session, grid=grid, jtt=jtt, dfr=dfr)
             if row.is_audited_model and mode == "full" and run_.model is not None:
                 erm_model = run_.model.to(device)
             per_seed[method].append({"seed": seed, **run_.metrics})
