@@ -32,7 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from common.checkpoints import CheckpointError, check_torchvision_name, read_state_dict  # noqa: F401 (re-exported)
+from common import checkpoints
+from common.checkpoints import CheckpointError
 from dexter.errors import DexterInputError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -183,6 +184,23 @@ def _default_weights(name: str):
         return get_model_weights(name).DEFAULT
     except (ValueError, AttributeError):
         return None
+
+
+def check_torchvision_name(name: str) -> None:
+    """Raise :class:`ClassifierError` unless ``name`` is a torchvision classification model."""
+    try:
+        checkpoints.check_torchvision_name(name)
+    except CheckpointError as e:
+        raise ClassifierError(str(e)) from None
+
+
+def read_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Tensor]:
+    """:func:`common.checkpoints.read_state_dict` (the reader the ``dro`` import shares), raising
+    :class:`ClassifierError` as the rest of this module does."""
+    try:
+        return checkpoints.read_state_dict(path, trust)
+    except CheckpointError as e:
+        raise ClassifierError(str(e)) from None
 
 
 def load_torchvision(name: str, checkpoint: str | Path | None = None, class_names: Sequence[str] | None = None,
