@@ -80,17 +80,17 @@ def _edit(path: Path, old: str, new: str) -> str:
 
 @pytest.mark.parametrize("path, old, new, stale, fresh", [
     # the DEXTER library config (the dexter section's defaults): the explain stages and reasoning
-    ("dexter/config.py", "tau: float = 1.0", "tau: float = 2.0", {"explain_0", "reason"},
+    ("dexter/config.py", "tau: float = 1.0", "tau: float = 2.0", {"explain", "reason"},
      {"prepare", "train_erm", "label", "retrain", "report"}),
     # the trainer's config (the dro section's loss defaults): every stage that trains
     ("dro/config.py", "eta: float = 0.01", "eta: float = 0.02", {"train_erm", "retrain"},
-     {"explain_0", "reason"}),
+     {"explain", "reason"}),
     # the params schema of the dro section: labelling and retraining read it
     ("stages/params/dro.py", "temperature: float = Field(0.02", "temperature: float = Field(0.03",
-     {"label", "retrain"}, {"explain_0", "train_erm", "prepare"}),
+     {"label", "retrain"}, {"explain", "train_erm", "prepare"}),
     # the dexter section's schema
     ("stages/params/dexter.py", "gradient_checkpointing: bool = False", "gradient_checkpointing: bool = True",
-     {"explain_0", "reason"}, {"train_erm", "label", "retrain"}),
+     {"explain", "reason"}, {"train_erm", "label", "retrain"}),
     # the dataset sections' schema (how classifiers are trained)
     ("stages/params/data.py", "epochs: int = Field(10, ge=1)", "epochs: int = Field(11, ge=1)",
      {"prepare", "train_erm", "label", "retrain"}, set()),
