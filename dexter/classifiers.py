@@ -152,20 +152,14 @@ def resolve_preprocess(name: str, preprocess: str = "auto") -> str:
 
 
 def _split_head(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
-    """Replace the model's LAST nn.Linear by Identity; return (feature extractor, that linear)."""
-    last_name = None
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            last_name = name
-    if last_name is None:
-        raise ClassifierError(f"{type(model).__name__} has no nn.Linear head; wrap it with FeatureHeadClassifier")
-    parent = model
-    *path, leaf = last_name.split(".")
-    for part in path:
-        parent = getattr(parent, part)
-    head = getattr(parent, leaf)
-    setattr(parent, leaf, nn.Identity())
-    return model, head
+    """Replace the model's LAST nn.Linear by Identity (:func:`common.classifier.split_last_linear`); return
+    (feature extractor, that linear)."""
+    from common.classifier import ModelError, split_last_linear
+
+    try:
+        return model, split_last_linear(model)
+    except ModelError:
+        raise ClassifierError(f"{type(model).__name__} has no nn.Linear head; wrap it with FeatureHeadClassifier") from None
 
 
 def _torchvision_transform_sizes(weights) -> tuple[int, int]:
