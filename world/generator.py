@@ -12,6 +12,7 @@ where the UNet's capacity matters; the rest uniformly, so other step counts stil
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -117,6 +118,7 @@ def train_unet(
     steps: int,
     batch_size: int = 128,
     lr: float = 1e-3,
+    decay_steps: int = 0,
     lcm_share: float = 0.75,
     sampling_steps: int = 4,
     seed: int = 0,
@@ -150,7 +152,7 @@ def train_unet(
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
         rng = np.random.default_rng([seed, step])
         for group in opt.param_groups:  # a pure function of step (resumable)
-            group["lr"] = lr_at(step, lr)
+            group["lr"] = lr_at(step, lr, total=steps, decay=decay_steps)
         idx = torch.randint(0, len(samples), (batch_size,), generator=g)
         captions = [random_caption(cfg, samples[i], rng).text for i in idx.tolist()]
         with torch.set_grad_enabled(train_text_encoder):
@@ -169,7 +171,7 @@ def train_unet(
         losses.append(float(loss.detach()))
         if log_every and (step + 1) % log_every == 0:
             log.info("unet step %d/%d loss %.4f lr %.2e (%.0fs)", step + 1, steps, np.mean(losses[-log_every:]),
-                     lr_at(step, lr), time.time() - t0)
+                     lr_at(step, lr, total=steps, decay=decay_steps), time.time() - t0)
         if callback is not None and ((step + 1) % callback_every == 0 or step + 1 == steps):
             unet.eval()
             text_encoder.eval()
@@ -182,10 +184,16 @@ def train_unet(
     return losses
 
 
-def lr_at(step: int, peak: float, warmup: int = 100) -> float:
-    """Linear warm-up, then constant: training N steps is exactly the first N steps of any longer run,
-    so any checkpoint of a run is reproduced by ``--unet-steps`` equal to its step."""
-    return peak * min(1.0, (step + 1) / warmup)
+def lr_at(step: int, peak: float, warmup: int = 100, total: int = 0, decay: int = 0) -> float:
+    """Linear warm-up, constant, then (``decay`` > 0) a cosine decay to 0 over the last ``decay`` of ``total``
+    steps. Before the decay starts the rate depends on ``step`` alone: training N steps is exactly the first N
+    steps of any longer run, so a checkpoint of a run is reproduced by ``--unet-steps`` equal to its step, and a
+    constant-rate run resumes into a decaying one without a seam."""
+    rate = peak * min(1.0, (step + 1) / warmup)
+    start = total - decay
+    if decay > 0 and step >= start:
+        rate *= 0.5 * (1.0 + math.cos(math.pi * (step - start + 1) / decay))
+    return rate
 
 
 @torch.no_grad()

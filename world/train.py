@@ -198,7 +198,7 @@ def _sd(out, work, settings, cfg, samples, images) -> bool:
     if start < settings.unet_steps:
         train_unet(
             unet, text_encoder, tok, scheduler, cfg, samples, latents, settings.unet_steps, settings.unet_batch,
-            settings.unet_lr, settings.lcm_timestep_share, settings.sampling_steps,
+            settings.unet_lr, settings.unet_decay_steps, settings.lcm_timestep_share, settings.sampling_steps,
             seed=phase_seed(settings.seed, "unet"), start_step=start, optimizer_state=opt_state,
             train_text_encoder=settings.joint_text_encoder, callback=check, callback_every=settings.eval_every,
         )

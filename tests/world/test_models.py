@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from world.captions import world_words
@@ -170,3 +171,17 @@ def test_unet_resume_equals_an_uninterrupted_run(world, clip_tokenizer):
     a, b = unet_a.state_dict(), unet_b.state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert any(not torch.equal(v, fresh()[0].state_dict()[k]) for k, v in a.items())  # it did train
+
+
+def test_unet_rate_decays_only_over_the_last_steps():
+    """A constant-rate run resumes into a decaying one without a seam: the rates agree up to the decay's
+    start, then fall (cosine) to 0 at the last step."""
+    from world.generator import lr_at
+
+    constant = [lr_at(s, 1e-3) for s in range(1000)]
+    decaying = [lr_at(s, 1e-3, total=1000, decay=400) for s in range(1000)]
+    assert constant[:600] == decaying[:600]
+    assert decaying[0] == pytest.approx(1e-5) and decaying[599] == 1e-3
+    assert all(a > b for a, b in zip(decaying[600:], decaying[601:]))
+    assert decaying[799] == pytest.approx(5e-4, rel=1e-2)
+    assert decaying[-1] == pytest.approx(0.0, abs=1e-12)
