@@ -114,7 +114,7 @@ def _results(wg: dict[str, float], discovery: dict) -> dict:
 GOOD = {"erm": 0.2, "groupdro_oracle": 0.9, "dro_dexter": 0.88, "dro_classname": 0.3, "dro_random": 0.5}
 
 
-def _discovery(world, found=True, f1=0.9, verdict_of_unbiased="no_evidence"):
+def _discovery(world, found=True, f1=0.9, verdict_of_unbiased="no_evidence", extra=()):
     slices = []
     for c in world.classes:
         s = world.shortcut(c)
@@ -122,7 +122,7 @@ def _discovery(world, found=True, f1=0.9, verdict_of_unbiased="no_evidence"):
             slices.append(ClassSlices(c, ("red",) if verdict_of_unbiased == "biased" else (), {},
                                       verdict_of_unbiased))
         else:
-            slices.append(ClassSlices(c, (s.value if found else "nothing",), {}, "biased"))
+            slices.append(ClassSlices(c, (s.value if found else "nothing", *extra), {}, "biased"))
     return score_discovery(world, slices, _labelling(**{c: f1 for c in world.classes}))
 
 
@@ -136,7 +136,9 @@ def test_default_world_acceptance():
     params = _params()
     world = params.synthetic.world_config()
     ok = acceptance_checks(params, {"passed": True}, _results(GOOD, _discovery(world)))
-    assert _failed(ok) == [] and len(ok) == 1 + 2 + 2 * 3 + 2
+    # gates; oracle and DEXTER vs oracle; per biased class: found, nothing else, F1; cross; no false positive;
+    # ERM and the ablation margin
+    assert _failed(ok) == [] and len(ok) == 1 + 2 + 3 * 3 + 1 + 1 + 2
     bad = acceptance_checks(params, {"passed": False},
                             _results({**GOOD, "erm": 0.6, "dro_random": 0.8}, _discovery(world, found=False, f1=0.5)))
     failed = _failed(bad)
@@ -145,6 +147,14 @@ def test_default_world_acceptance():
     assert "the audit names circle's shortcut background=water" in failed
     assert "labelling F1 of square's bias-conflicting slice (train)" in failed
     assert "world models pass their quality gates (metrics/world.json: passed)" in failed
+    # a right shortcut named beside a wrong attribute, and the unbiased class called biased: the verdicts'
+    # false positives
+    noisy = _failed(acceptance_checks(params, {"passed": True}, _results(
+        GOOD, _discovery(world, extra=("purple",), verdict_of_unbiased="biased"))))
+    assert set(noisy) == {"circle: no attribute but its true shortcut value",
+                          "square: no attribute but its true shortcut value",
+                          "triangle: no attribute but its true shortcut value",
+                          "cross (unbiased): no evidence of a shortcut", "no unbiased class reported biased"}
 
 
 def test_no_shortcut_world_gets_the_checks_that_make_sense():
@@ -184,5 +194,5 @@ def test_small_preset_keeps_its_checks():
     # a quick check, not a benchmark: the first world's basic gate, and no ablation margin (with two values
     # per attribute a random word names the shortcut's kind half the time)
     checks = acceptance_checks(params, {"passed": False, "passed_basic": True}, _results(GOOD, _discovery(world)))
-    assert _failed(checks) == [] and len(checks) == 1 + 2 + 2 * 2 + 1
+    assert _failed(checks) == [] and len(checks) == 1 + 2 + 2 * 3 + 1 + 1
     assert "DEXTER + DRO worst-group accuracy vs best ablation + 0.15" not in {c.name for c in checks}
