@@ -384,8 +384,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     fids = {c: feature_ids for c in args.class_index} if feature_ids else None
     done = explain(models, out, args.class_index, feature_neurons=fids, run_info=run_info,
                    progress=not args.no_progress)
+    from common.artifacts import read_keywords
+
     for c, path in sorted(done.items()):
-        print(f"class {c}: {', '.join(json.loads(path.read_text())['keywords']) or '(no keyword)'}  ({path})")
+        print(f"class {c}: {', '.join(read_keywords(path).keywords) or '(no keyword)'}  ({path})")
 
     # ---- REASONING HOOK -----------------------------------------------------------------------------------
     # --reasoning offline|openai hands each class folder to dexter.reasoning (captions + report + attributes),

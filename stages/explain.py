@@ -234,19 +234,20 @@ def run_fingerprint(config, section, run_info: dict, device, classifier_dir: Pat
 
 def write_metrics(done: dict, path: Path, seconds: float, runs_reused: int = 0) -> dict:
     """Per class: keywords, steps and hits of every run (small enough for ``dvc metrics show``)."""
+    from common.artifacts import read_keywords
     from common.io import atomic_write_json
 
     classes = {}
     for c, kw_path in sorted(done.items()):
-        data = json.loads(kw_path.read_text())
-        classes[data["class_name"]] = {
+        data = read_keywords(kw_path)
+        classes[data.class_name] = {
             "class_index": c,
-            "keywords": " ".join(data["keywords"]),
-            "steps": sum(r["steps"] for r in data["runs"]),
-            "hits": sum(r["hits"] for r in data["runs"]),
-            "runs_stopped_early": sum(bool(r["stopped_early"]) for r in data["runs"]),
+            "keywords": " ".join(data.keywords),
+            "steps": sum(r.steps for r in data.runs),
+            "hits": sum(r.hits for r in data.runs),
+            "runs_stopped_early": sum(bool(r.stopped_early) for r in data.runs),
         }
-        print(f"class {c} ({data['class_name']}): {classes[data['class_name']]['keywords'] or '(no keyword)'}",
+        print(f"class {c} ({data.class_name}): {classes[data.class_name]['keywords'] or '(no keyword)'}",
               flush=True)
     metrics = {"classes": classes, "seconds_this_invocation": round(seconds, 1),
                "runs_reused_from_interrupted_invocation": runs_reused}
