@@ -17,12 +17,15 @@ from the on-disk cache. The API key is read from the environment variable named 
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 from pathlib import Path
 
 from common.artifacts import KEYWORDS_FILE, class_dirs_with
 from common.device import resolve_device
 from stages.common import OUTPUTS_DIR, StageInputError, stage_main
+
+log = logging.getLogger(__name__)
 
 DEXTER_DIR = OUTPUTS_DIR / "dexter"
 REASONING_DIR = OUTPUTS_DIR / "reasoning"
@@ -151,7 +154,7 @@ def run(params, dexter_dir: Path = DEXTER_DIR, out_dir: Path = REASONING_DIR, cl
     todo = [d for d in dirs if not is_done(out_dir / d.name, stamp_for(d, reasoning_params))]
     for d in dirs:
         if d not in todo:
-            print(f"{d.name}: done before, skipped")
+            log.info(f"{d.name}: done before, skipped")
     backend = make_backend(kind, **settings_b)  # cheap, and says at once when a key or setting is wrong
     try:
         verify = params.reasoning.verify.enabled
@@ -164,15 +167,15 @@ def run(params, dexter_dir: Path = DEXTER_DIR, out_dir: Path = REASONING_DIR, cl
             atomic_write_json(dest / STAMP, {"stamp": stamp_for(class_dir, reasoning_params)})
             if auditor is None:
                 a = result.attributes
-                print(f"{class_dir.name}: UNVERIFIED proposal {a.verdict} {a.attributes} "
-                      f"(reasoning.verify.enabled is false); {len(result.captions)} captions")
+                log.info(f"{class_dir.name}: UNVERIFIED proposal {a.verdict} {a.attributes} "
+                         f"(reasoning.verify.enabled is false); {len(result.captions)} captions")
                 continue
             v = read_verification(dest / VERIFICATION_FILE)
             effects = ", ".join(f"{e['attribute']} {e['kind']} {e['effect']:+.2f} (p_holm {e['p_adjusted']:.2g})"
                                 for e in v["effects"]) or "nothing tested"
-            print(f"{class_dir.name}: {v['verdict']} {v['verified']}; {effects}; not tested {v['skipped']}; "
-                  f"{v['cost_total']['images_generated']} images, {v['cost_total']['seconds']:.1f} s; "
-                  f"{len(result.captions)} captions")
+            log.info(f"{class_dir.name}: {v['verdict']} {v['verified']}; {effects}; not tested {v['skipped']}; "
+                     f"{v['cost_total']['images_generated']} images, {v['cost_total']['seconds']:.1f} s; "
+                     f"{len(result.captions)} captions")
     finally:
         backend.close()
 
