@@ -4,9 +4,14 @@ One place for each contract, so the writer (DEXTER, the reasoning, the labelling
 
 - a class's folder is ``<index:03d>_<safe name>`` under the stage's output folder (DEXTER's runs, the
   reasoning's outputs for the same class use the same name);
-- DEXTER writes ``keywords.json`` per class; the reasoning writes ``attributes.json`` (``class_name``,
-  ``attributes``, ``verdict``, ``alternatives``, ...); the labelling writes ``pseudo_groups.csv`` (the
+- DEXTER writes ``keywords.json`` per class (:class:`KeywordsFile`, read by :func:`read_keywords`); the
+  reasoning writes ``attributes.json`` (``class_name``, ``attributes``, ``verdict``, ``alternatives``, ...;
+  :func:`read_attributes`, :func:`read_class_attributes`) and, when it verified the class,
+  ``verification.json`` (:func:`read_verification`); the labelling writes ``pseudo_groups.csv`` (the
   ``dro_dexter`` row's; an ablation row's is ``pseudo_groups.<method>.csv``) with ``meta.json``.
+
+Every reader of these files goes through this module, so a malformed file is ONE :class:`ArtifactError`
+line naming the file, the problem and the stage that writes it, wherever it is read.
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from common.errors import UserInputError
 
 KEYWORDS_FILE = "keywords.json"
 ATTRIBUTES_FILE = "attributes.json"
+VERIFICATION_FILE = "verification.json"
 PSEUDO_GROUPS_FILE = "pseudo_groups.csv"
 PSEUDO_GROUPS_META = "meta.json"
 DEFAULT_METHOD = "dro_dexter"  # the row whose labels carry the plain file names
@@ -74,19 +82,30 @@ def _phrases(values) -> list[str]:
     return [str(w).strip() for w in values if str(w).strip()]
 
 
+def _read_json(path: Path, stage: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: not found (run the {stage} stage first)") from None
+    except ValueError as e:
+        raise ArtifactError(f"{path}: not valid JSON ({e})") from None
+
+
 def read_class_attributes(reasoning_dir: str | Path, class_index: int, class_name: str) -> ClassAttributes:
-    """The ``attributes.json`` of class ``class_index`` under ``reasoning_dir``, checked: without a verdict the
-    class must have attributes (older reasoning output); ``verdict: no_evidence`` means none."""
+    """The ``attributes.json`` of class ``class_index`` under ``reasoning_dir`` (:func:`read_attributes`)."""
     reasoning_dir = Path(reasoning_dir)
     matches = sorted(reasoning_dir.glob(f"{class_index:03d}_*/{ATTRIBUTES_FILE}"))
     if not matches:
         raise ArtifactError(f"no attributes for class {class_index} ({class_name}): expected "
                             f"{reasoning_dir}/{class_index:03d}_<name>/{ATTRIBUTES_FILE} (run the reason stage)")
-    path = matches[0]
-    try:
-        d = json.loads(path.read_text())
-    except ValueError as e:
-        raise ArtifactError(f"{path}: not valid JSON ({e})") from None
+    return read_attributes(matches[0])
+
+
+def read_attributes(path: str | Path) -> ClassAttributes:
+    """One ``attributes.json``, checked: without a verdict the class must have attributes (older reasoning
+    output); ``verdict: no_evidence`` means none."""
+    path = Path(path)
+    d = _read_json(path, "reason")
     if not isinstance(d, dict):
         raise ArtifactError(f"{path}: must be a JSON object")
     words = _phrases(d.get("attributes", []))
@@ -108,23 +127,69 @@ def read_class_attributes(reasoning_dir: str | Path, class_index: int, class_nam
     return ClassAttributes(path, d.get("class_name"), tuple(words), verdict, alternatives, d)
 
 
-def read_keywords(path: str | Path) -> dict[str, Any]:
-    """A class's ``keywords.json`` (DEXTER's output), with the keys every reader relies on checked."""
+class RunRecord(BaseModel):
+    """One DEXTER run of a class, as ``keywords.json`` lists it (extra fields are tolerated)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    run: int
+    words: list[str] = Field(default_factory=list)
+    prompt: str = ""
+    steps: int = 0
+    stopped_early: bool = False
+    hits: int = 0
+
+
+class KeywordsFile(BaseModel):
+    """``keywords.json``, written by DEXTER for one class (``dexter.outputs``); extra fields are tolerated."""
+
+    model_config = ConfigDict(extra="allow")
+
+    class_index: int
+    class_name: str = Field(min_length=1)
+    mode: str = "single"
+    keywords: list[str]
+    runs: list[RunRecord] = Field(default_factory=list)
+
+
+_KEYWORDS_REQUIRED = ("class_index", "class_name", "keywords")
+
+
+def read_keywords(path: str | Path) -> KeywordsFile:
+    """A class's ``keywords.json`` (DEXTER's output), checked against :class:`KeywordsFile`."""
     path = Path(path)
-    try:
-        d = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: not found (run the DEXTER stage first)") from None
-    except ValueError as e:
-        raise ArtifactError(f"{path}: not valid JSON ({e})") from None
-    missing = [k for k in ("class_index", "class_name", "keywords") if not isinstance(d, dict) or k not in d]
+    d = _read_json(path, "DEXTER")
+    missing = [k for k in _KEYWORDS_REQUIRED if not isinstance(d, dict) or k not in d]
     if missing:
         raise ArtifactError(f"{path}: missing {missing} (not written by the DEXTER stage?)")
+    try:
+        return KeywordsFile.model_validate(d)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ArtifactError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+
+
+_VERIFICATION_REQUIRED = ("verdict", "verified", "effects")
+
+
+def read_verification(path: str | Path) -> dict[str, Any]:
+    """A class's ``verification.json`` (the reason stage's counterfactual test), with the keys its readers
+    rely on checked (``verdict``, ``verified``, ``effects``)."""
+    path = Path(path)
+    d = _read_json(path, "reason")
+    missing = [k for k in _VERIFICATION_REQUIRED if not isinstance(d, dict) or k not in d]
+    if missing:
+        raise ArtifactError(f"{path}: missing {missing} (not written by the reason stage?)")
+    if d["verdict"] not in ("biased", "no_evidence"):
+        raise ArtifactError(f"{path}: verdict must be 'biased' or 'no_evidence', got {d['verdict']!r}")
+    if not isinstance(d["verified"], list) or not isinstance(d["effects"], list):
+        raise ArtifactError(f"{path}: 'verified' and 'effects' must be lists")
     return d
 
 
 __all__ = [
-    "ATTRIBUTES_FILE", "ArtifactError", "ClassAttributes", "DEFAULT_METHOD", "KEYWORDS_FILE", "PSEUDO_GROUPS_FILE",
-    "PSEUDO_GROUPS_META", "class_dir", "class_dirs_with", "class_folder", "pseudo_groups_file", "pseudo_groups_meta",
-    "read_class_attributes", "read_keywords", "safe_name",
+    "ATTRIBUTES_FILE", "ArtifactError", "ClassAttributes", "DEFAULT_METHOD", "KEYWORDS_FILE", "KeywordsFile",
+    "PSEUDO_GROUPS_FILE", "PSEUDO_GROUPS_META", "RunRecord", "VERIFICATION_FILE", "class_dir", "class_dirs_with",
+    "class_folder", "pseudo_groups_file", "pseudo_groups_meta", "read_attributes", "read_class_attributes",
+    "read_keywords", "read_verification", "safe_name",
 ]

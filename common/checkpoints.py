@@ -10,11 +10,12 @@ from typing import Any
 
 import torch
 
-from common.errors import UserInputError
+from common.classifier import ModelError
 
 
-class CheckpointError(UserInputError, ValueError):
-    """A checkpoint that cannot be read, or a torchvision model name that does not exist."""
+class CheckpointError(ModelError, ValueError):
+    """A checkpoint that cannot be read, or a torchvision model name that does not exist: a classifier that
+    cannot be loaded (:class:`common.classifier.ModelError`), so one ``except`` covers both."""
 
 
 def check_torchvision_name(name: str) -> None:

@@ -2,7 +2,9 @@
 
 Every classifier takes images in [0, 1] (N x 3 x H x W, any size) and owns its own preprocessing:
 
-- ``preprocess(x01)``: resize to the arch's input size and normalise with the arch's statistics;
+- ``preprocess(x01)``: resize to the arch's input size and normalise with the arch's statistics
+  (:func:`resize_and_normalise`, the project's ONE preprocessing implementation: DEXTER's input settings
+  for classifiers loaded by name are modes of it, :class:`Preprocess`);
 - ``backbone(x)``: preprocessed images -> penultimate features (N x D);
 - ``head``: an ``nn.Linear(D, num_classes)`` (DEXTER reads its weights to pick feature neurons;
   last-layer retraining replaces it);
@@ -10,6 +12,17 @@ Every classifier takes images in [0, 1] (N x 3 x H x W, any size) and owns its o
 
 Weights are stored as ``model.safetensors`` + ``config.json`` (never a pickled module), and a saved
 classifier is rebuilt from its config without downloading anything.
+
+Where a classifier's input is decided: ``config.json`` holds ``image_size`` (the dataset section's
+``image_size`` at training time: 32 px for the synthetic world's ``small_cnn``), ``mean``/``std`` (the arch's:
+0.5/0.5 for ``small_cnn``, ImageNet statistics for torchvision archs) and :meth:`Classifier.preprocess`
+applies them to every batch it is given, in training (:mod:`dro.train` feeds [0, 1] images to ``forward``)
+and in DEXTER (which wraps that very method), so a generated image is resized and normalised exactly as the
+training images were.
+
+Torchvision networks with their weights (a checkpoint's state dict, named ImageNet weights, or random)
+come from :func:`torchvision_network`, shared by the architectures below, the bring-your-own-classifier
+import (``dro.imported``) and DEXTER's classifiers by name (``dexter.classifiers``).
 """
 
 from __future__ import annotations
@@ -39,7 +52,73 @@ _PAPER_WEIGHTS = "IMAGENET1K_V1"
 
 
 class ModelError(UserInputError, RuntimeError):
-    """A classifier cannot be built or loaded (unknown arch, missing weights, offline download)."""
+    """A classifier cannot be built, loaded or used as asked (unknown arch, missing weights, offline download,
+    a class index it does not have). Unreadable checkpoints raise its subclass
+    :class:`common.checkpoints.CheckpointError`."""
+
+
+RESIZE_MODES = ("square", "short_side", "short_side_crop")
+
+
+def resize_and_normalise(x01: torch.Tensor, size: int, mean: torch.Tensor, std: torch.Tensor, *,
+                         mode: str = "square", resize_to: int | None = None) -> torch.Tensor:
+    """[0, 1] images (N x 3 x H x W) -> a classifier's input; differentiable (gradients reach the image).
+
+    ``mode``:
+    - ``square``: the whole image resized to ``size`` x ``size`` (bilinear, antialiased): the pipeline's
+      classifiers, trained on ``size`` squares;
+    - ``short_side``: the shorter side resized to ``size`` (the longer one truncated as torchvision does),
+      aspect kept, nothing cropped, bilinear WITHOUT antialiasing (torchvision's ``Resize`` on tensors with
+      ``antialias=None``): the original DEXTER code's input for its ImageNet classifiers;
+    - ``short_side_crop``: the shorter side resized to ``resize_to`` (antialiased), then a centre crop of
+      ``size``: the recipe torchvision's weights ship with.
+    Then ``(x - mean) / std`` (``mean``/``std`` broadcastable, N x 3 x 1 x 1)."""
+    if x01.ndim != 4 or x01.shape[1] != 3:
+        raise ValueError(f"expected images N x 3 x H x W in [0,1], got shape {tuple(x01.shape)}")
+    h, w = x01.shape[-2:]
+    if mode == "square":
+        if (h, w) != (size, size):
+            x01 = F.interpolate(x01, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    elif mode == "short_side":
+        if min(h, w) != size:
+            short, long = (h, w) if h <= w else (w, h)
+            new_long = int(size * long / short)  # torchvision's rounding (truncation)
+            shape = (size, new_long) if h <= w else (new_long, size)
+            x01 = F.interpolate(x01, size=shape, mode="bilinear", align_corners=False, antialias=False)
+    elif mode == "short_side_crop":
+        side = resize_to or size
+        if min(h, w) != side:
+            scale = side / min(h, w)
+            x01 = F.interpolate(x01, size=(round(h * scale), round(w * scale)), mode="bilinear",
+                                align_corners=False, antialias=True)
+        h, w = x01.shape[-2:]
+        top, left = (h - size) // 2, (w - size) // 2
+        x01 = x01[..., top:top + size, left:left + size]
+    else:
+        raise ModelError(f"preprocessing mode must be one of {list(RESIZE_MODES)}, got {mode!r}")
+    return (x01 - mean) / std
+
+
+class Preprocess(nn.Module):
+    """:func:`resize_and_normalise` as a module, with its statistics as buffers (moved by ``.to()``, cast to
+    the input's dtype): the input of a network that is not a :class:`Classifier` (DEXTER's classifiers by
+    name, whose setting is one of the modes)."""
+
+    def __init__(self, size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, mode: str = "square",
+                 resize_to: int | None = None) -> None:
+        super().__init__()
+        if mode not in RESIZE_MODES:
+            raise ModelError(f"preprocessing mode must be one of {list(RESIZE_MODES)}, got {mode!r}")
+        self.size, self.mode, self.resize_to = size, mode, resize_to
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return resize_and_normalise(x, self.size, self.mean.to(x.dtype), self.std.to(x.dtype), mode=self.mode,
+                                    resize_to=self.resize_to)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, mode={self.mode}, resize_to={self.resize_to}"
 
 
 @dataclass(frozen=True)
@@ -89,13 +168,9 @@ class Classifier(nn.Module):
         return self.head.in_features
 
     def preprocess(self, x01: torch.Tensor) -> torch.Tensor:
-        """Resize to the arch's input size (bilinear, antialiased) and normalise."""
-        if x01.ndim != 4 or x01.shape[1] != 3:
-            raise ValueError(f"expected images N x 3 x H x W in [0,1], got shape {tuple(x01.shape)}")
-        s = self.config.image_size
-        if x01.shape[-2:] != (s, s):
-            x01 = F.interpolate(x01, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
-        return (x01 - self._mean) / self._std
+        """Resize the whole image to the arch's input size (bilinear, antialiased) and normalise: the input
+        the classifier was trained with (mode ``square`` of :func:`resize_and_normalise`)."""
+        return resize_and_normalise(x01, self.config.image_size, self._mean, self._std, mode="square")
 
     def features(self, x01: torch.Tensor) -> torch.Tensor:
         """Penultimate features of [0, 1] images."""
@@ -182,7 +257,7 @@ def _any_torchvision_classifier(arch: str, class_names: tuple[str, ...], image_s
     if pretrained:
         raise ModelError(f"{arch}: pretrained weights are read by the classifier import (dro.imported), "
                          "not when building the architecture")
-    net = torchvision.models.get_model(name, weights=None)
+    net = torchvision_network(name)
     feature_dim = split_last_linear(net).in_features
     cfg = ClassifierConfig(arch, class_names, image_size, IMAGENET_MEAN, IMAGENET_STD)
     return Classifier(cfg, net, feature_dim)
@@ -218,22 +293,50 @@ def _torchvision_classifier(arch: str, class_names: tuple[str, ...], image_size:
                             pretrained: bool) -> Classifier:
     import torchvision
 
-    weights = None
-    if pretrained:
-        weights = torchvision.models.get_model_weights(arch)[_PAPER_WEIGHTS]
-    try:
-        net = torchvision.models.get_model(arch, weights=weights)
-    except Exception as e:  # urllib/ssl/hash errors: the user only needs to know the weights are missing
-        raise ModelError(
-            f"could not load ImageNet weights {weights} for {arch} ({type(e).__name__}: {e}). Offline? "
-            f"Put the file {weights.url.rsplit('/', 1)[-1] if weights else '?'} in "
-            f"$TORCH_HOME/hub/checkpoints/ or set pretrained: false"
-        ) from e
+    weights = torchvision.models.get_model_weights(arch)[_PAPER_WEIGHTS] if pretrained else None
+    net = torchvision_network(arch, weights=weights, otherwise="set pretrained: false")
     head_name = _TORCHVISION_HEADS[arch]
     feature_dim = getattr(net, head_name).in_features
     setattr(net, head_name, nn.Identity())
     cfg = ClassifierConfig(arch, class_names, image_size, IMAGENET_MEAN, IMAGENET_STD)
     return Classifier(cfg, net, feature_dim)
+
+
+def head_outputs(state: dict[str, torch.Tensor], what: str) -> int:
+    """The number of classes of a state dict: the rows of its last 2-D (linear) weight."""
+    linear = [k for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
+    if not linear:
+        raise ModelError(f"{what}: no linear layer weight to read the number of classes from")
+    return int(state[linear[-1]].shape[0])
+
+
+def torchvision_network(name: str, *, state: dict[str, torch.Tensor] | None = None, what: str = "checkpoint",
+                        weights=None, otherwise: str = "pass a checkpoint", num_classes: int | None = None) -> nn.Module:
+    """A torchvision classification network (whole, head included) with the weights of ``state`` (a state dict,
+    e.g. from :func:`common.checkpoints.read_state_dict`; its number of classes read from its head), the named
+    ``weights`` (a torchvision weights enum, from the torch hub cache or downloaded), or random ones
+    (``num_classes`` outputs, torchvision's default when None). ``what`` names the state's source and
+    ``otherwise`` the user's alternative in the errors. Raises :class:`ModelError`."""
+    import torchvision
+
+    if state is not None:
+        net = torchvision.models.get_model(name, weights=None, num_classes=head_outputs(state, what))
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ModelError(f"{what} does not fit torchvision {name}: missing {list(missing)[:5]}, "
+                             f"unexpected {list(unexpected)[:5]}")
+        return net
+    if weights is not None:
+        try:
+            return torchvision.models.get_model(name, weights=weights)
+        except Exception as e:  # noqa: BLE001 - urllib/ssl/hash errors: the user needs to know the file is missing
+            raise ModelError(
+                f"ImageNet weights for {name!r} cannot be fetched ({weights}; {type(e).__name__}: "
+                f"{' '.join(str(e).split())[:200]}); put {weights.url.rsplit('/', 1)[-1]} in "
+                f"{torch.hub.get_dir()}/checkpoints or {otherwise}"
+            ) from None
+    return torchvision.models.get_model(name, weights=None, **({} if num_classes is None else
+                                                               {"num_classes": num_classes}))
 
 
 def save_classifier(model: Classifier, out_dir: Path | str) -> None:

@@ -9,6 +9,7 @@ images (pixels or file paths).
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,6 +20,8 @@ import torch
 from common.errors import UserInputError
 from common.io import atomic_writer
 from common.progress import progress_bar
+
+_log = logging.getLogger(__name__)
 
 
 class ClipError(UserInputError, RuntimeError):
@@ -136,7 +139,7 @@ def dataset_key(dataset: ImageDataset) -> str:
 
 
 def cached_image_embeddings(encoder: ClipEncoder, dataset: ImageDataset, cache_dir: Path | str,
-                            batch_size: int = 256, log: Callable[[str], None] = print,
+                            batch_size: int = 256, log: Callable[[str], None] = _log.info,
                             num_workers: int = 0) -> torch.Tensor:
     """Image embeddings of a split, computed once and cached as safetensors (keyed by model + dataset)."""
     from safetensors.torch import load_file, save

@@ -1,26 +1,38 @@
 """Classifiers as DEXTER sees them: [0,1] images -> (logits, penultimate features), plus the final linear layer.
 
-Every supported classifier becomes a :class:`FeatureHeadClassifier` — the documented adapter for ANY model::
+Every supported classifier becomes a :class:`FeatureHeadClassifier`, DEXTER's view of the project's one
+classifier contract (:mod:`common.classifier`: [0, 1] images, the classifier's own preprocessing, a
+feature extractor and a linear head) and the documented adapter for ANY model::
 
     FeatureHeadClassifier(features=f, head=nn.Linear(F, C), preprocess=p, class_names=[...])
 
 with ``features(preprocess(x01))`` -> (N, F) penultimate activations and ``head(features)`` -> logits. The
 head's weight is what selects feature neurons without data (docs/METHOD.md 1.3): the k units with the largest
 weight to class c. Preprocessing must be differentiable (tensor resize + normalise): gradients flow
-through it into the generated image.
+through it into the generated image. This module holds no loading or preprocessing code of its own:
+checkpoints are read by :mod:`common.checkpoints`, torchvision networks and their weights come from
+:func:`common.classifier.torchvision_network`, heads are split by :func:`common.classifier.split_last_linear`,
+and every resize/normalise is :func:`common.classifier.resize_and_normalise` (:class:`Normalize` and
+:class:`ResizeNormalize` name two of its modes). Errors are :class:`common.classifier.ModelError`
+(``ClassifierError`` is its name here).
 
 Sources: a torchvision architecture by name (ImageNet weights when they can be fetched, class names from
 the weights' metadata), a checkpoint for a torchvision architecture, the robust ResNet-50 checkpoint of
-the Salient-ImageNet work (``{"model": {"module.model.conv1.weight": ...}}``), or the adapter directly.
+the Salient-ImageNet work (``{"model": {"module.model.conv1.weight": ...}}``), a classifier trained or
+imported by the pipeline, or the adapter directly.
 
-Classifier input. For the classifiers the original DEXTER code supports (``robust50``, ``resnet50``,
-``vit_b_16``) the default is that code's setting, the one the paper's numbers come from (``preprocess=
-"original"``): torchvision's IMAGENET1K_V1 weights and ``Resize(256)`` of the WHOLE generated image
-(``Resize(224)`` for ViT-B/16, whose position embeddings fix a 224 px input), bilinear without
-antialiasing (torchvision's ``antialias=None`` on tensors), no centre crop. ``preprocess="torchvision"``
-uses the weights' own recipe instead (DEFAULT weights, e.g. ResNet-50 IMAGENET1K_V2, resize 232 + centre
-crop 224), which is also what every other torchvision model gets. ``clf.info`` says which one ran; it is
-written to each run's config.json and keywords.json.
+Classifier input, and where it is decided. A classifier of the pipeline (``--classifier-dir``, the explain
+and reason stages) brings its own: :func:`wrap_pipeline_classifier` uses its ``preprocess`` method, the one
+it was trained with (its ``config.json``: ``image_size``, e.g. 32 px for the synthetic world's ``small_cnn``,
+and the arch's mean/std, ImageNet statistics for torchvision archs; see :mod:`common.classifier`). For a
+classifier by name the setting is chosen here, by :func:`resolve_preprocess`: for the classifiers the
+original DEXTER code supports (``robust50``, ``resnet50``, ``vit_b_16``) the default is that code's setting,
+the one the paper's numbers come from (``preprocess="original"``): torchvision's IMAGENET1K_V1 weights and
+``Resize(256)`` of the WHOLE generated image (``Resize(224)`` for ViT-B/16, whose position embeddings fix a
+224 px input), bilinear without antialiasing (torchvision's ``antialias=None`` on tensors), no centre crop.
+``preprocess="torchvision"`` uses the weights' own recipe instead (DEFAULT weights, e.g. ResNet-50
+IMAGENET1K_V2, resize 232 + centre crop 224), which is also what every other torchvision model gets.
+``clf.info`` says which one ran; it is written to each run's config.json and keywords.json.
 """
 
 from __future__ import annotations
@@ -32,21 +44,27 @@ from typing import Any
 import torch
 from torch import nn
 
-from common import checkpoints
-from common.checkpoints import CheckpointError
-from dexter.errors import DexterInputError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from common.checkpoints import CheckpointError, check_torchvision_name, read_state_dict
+from common.classifier import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ModelError,
+    Preprocess,
+    head_outputs,
+    load_classifier,
+    split_last_linear,
+    torchvision_network,
+)
 
 # The original code's input side per classifier (Resize(side) of the whole image); its weights are V1.
 ORIGINAL_INPUT_SIDE = {"robust50": 256, "resnet50": 256, "vit_b_16": 224}
 PREPROCESS = ("auto", "original", "torchvision")
 ROBUST50_DEFAULT_CHECKPOINT = Path("checkpoints/robust_resnet50.pth")  # where the original code reads it
 
-
-class ClassifierError(DexterInputError, CheckpointError):
-    """The classifier cannot be built (unknown name, unreadable checkpoint, weights unreachable)."""
+# The classifier cannot be built, read or used as asked (unknown name, unreadable checkpoint, weights
+# unreachable, a class it does not have): the common error, under the name DEXTER's callers know. Unreadable
+# checkpoints and unknown torchvision names raise its subclass CheckpointError.
+ClassifierError = ModelError
 
 
 class FeatureHeadClassifier(nn.Module):
@@ -94,46 +112,24 @@ def top_feature_neurons(head_weight: torch.Tensor, class_index: int, k: int) -> 
     return [int(i) for i in torch.topk(head_weight[class_index].detach().float(), k).indices]
 
 
-class Normalize(nn.Module):
-    """Differentiable resize (shorter side, bilinear, antialiased) + centre crop + mean/std normalisation."""
+class Normalize(Preprocess):
+    """torchvision's recipe: resize of the shorter side to ``resize`` (bilinear, antialiased), centre crop of
+    ``size``, mean/std normalisation (mode ``short_side_crop`` of :func:`common.classifier.resize_and_normalise`)."""
 
     def __init__(self, size: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                  resize: int | None = None) -> None:
-        super().__init__()
-        self.size, self.resize = size, resize or size
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        if min(h, w) != self.resize:
-            scale = self.resize / min(h, w)
-            x = nn.functional.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bilinear",
-                                          align_corners=False, antialias=True)
-        h, w = x.shape[-2:]
-        top, left = (h - self.size) // 2, (w - self.size) // 2
-        x = x[..., top:top + self.size, left:left + self.size]
-        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        super().__init__(size, mean, std, mode="short_side_crop", resize_to=resize or size)
+        self.resize = self.resize_to
 
 
-class ResizeNormalize(nn.Module):
+class ResizeNormalize(Preprocess):
     """The original code's input: ``Resize(side)`` of the whole image (shorter side, aspect kept, NO crop),
-    bilinear without antialiasing, then mean/std normalisation. Differentiable."""
+    bilinear without antialiasing, then mean/std normalisation (mode ``short_side`` of
+    :func:`common.classifier.resize_and_normalise`)."""
 
     def __init__(self, side: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
-        super().__init__()
+        super().__init__(side, mean, std, mode="short_side")
         self.side = side
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        if min(h, w) != self.side:
-            short, long = (h, w) if h <= w else (w, h)
-            new_long = int(self.side * long / short)  # torchvision's rounding (truncation)
-            size = (self.side, new_long) if h <= w else (new_long, self.side)
-            x = nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
-        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"side={self.side}, crop=None, antialias=False"
@@ -149,17 +145,6 @@ def resolve_preprocess(name: str, preprocess: str = "auto") -> str:
         raise ClassifierError(f"preprocess 'original' is the original code's setting for "
                               f"{sorted(ORIGINAL_INPUT_SIDE)} only; use 'torchvision' for {name!r}")
     return preprocess
-
-
-def _split_head(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
-    """Replace the model's LAST nn.Linear by Identity (:func:`common.classifier.split_last_linear`); return
-    (feature extractor, that linear)."""
-    from common.classifier import ModelError, split_last_linear
-
-    try:
-        return model, split_last_linear(model)
-    except ModelError:
-        raise ClassifierError(f"{type(model).__name__} has no nn.Linear head; wrap it with FeatureHeadClassifier") from None
 
 
 def _torchvision_transform_sizes(weights) -> tuple[int, int]:
@@ -180,23 +165,6 @@ def _default_weights(name: str):
         return None
 
 
-def check_torchvision_name(name: str) -> None:
-    """Raise :class:`ClassifierError` unless ``name`` is a torchvision classification model."""
-    try:
-        checkpoints.check_torchvision_name(name)
-    except CheckpointError as e:
-        raise ClassifierError(str(e)) from None
-
-
-def read_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Tensor]:
-    """:func:`common.checkpoints.read_state_dict` (the reader the ``dro`` import shares), raising
-    :class:`ClassifierError` as the rest of this module does."""
-    try:
-        return checkpoints.read_state_dict(path, trust)
-    except CheckpointError as e:
-        raise ClassifierError(str(e)) from None
-
-
 def load_torchvision(name: str, checkpoint: str | Path | None = None, class_names: Sequence[str] | None = None,
                      pretrained: bool = True, preprocess: str = "auto",
                      trust_checkpoint: bool = False) -> FeatureHeadClassifier:
@@ -208,8 +176,6 @@ def load_torchvision(name: str, checkpoint: str | Path | None = None, class_name
     see the module docstring ('auto' = the original code's setting where it has one).
     ``trust_checkpoint`` allows ``weights_only=False`` (arbitrary pickled code: only for a file you trust).
     """
-    from torchvision import models
-
     check_torchvision_name(name)
     setting = resolve_preprocess(name, preprocess)
     default = _default_weights(name)
@@ -217,14 +183,8 @@ def load_torchvision(name: str, checkpoint: str | Path | None = None, class_name
     info: dict[str, Any] = {"name": name, "preprocess": setting}
     if checkpoint is not None:
         state = read_state_dict(checkpoint, trust=trust_checkpoint)
-        head_key = _head_out_features(state)
-        model = models.get_model(name, weights=None, num_classes=head_key)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ClassifierError(
-                f"checkpoint {checkpoint} does not fit torchvision {name}: missing {list(missing)[:5]}, "
-                f"unexpected {list(unexpected)[:5]}"
-            )
+        head_key = head_outputs(state, f"checkpoint {checkpoint}")
+        model = torchvision_network(name, state=state, what=f"checkpoint {checkpoint}")
         names = class_names
         if names is None and weights is not None and len(weights.meta.get("categories", [])) == head_key:
             names = weights.meta["categories"]
@@ -233,17 +193,11 @@ def load_torchvision(name: str, checkpoint: str | Path | None = None, class_name
     elif pretrained:
         if weights is None:
             raise ClassifierError(f"torchvision has no pretrained weights for {name!r}; pass a checkpoint")
-        try:
-            model = models.get_model(name, weights=weights)
-        except Exception as e:  # noqa: BLE001 - download errors come in many types
-            raise ClassifierError(
-                f"ImageNet weights for {name!r} cannot be fetched ({type(e).__name__}: {str(e)[:200]}); put "
-                f"{weights.url.rsplit('/', 1)[-1]} in {torch.hub.get_dir()}/checkpoints or pass --checkpoint"
-            ) from None
+        model = torchvision_network(name, weights=weights, otherwise="pass --checkpoint")
         names = class_names or weights.meta["categories"]
         info["weights"] = str(weights)
     else:
-        model = models.get_model(name, weights=None)
+        model = torchvision_network(name)
         names = class_names or (weights.meta["categories"] if weights else None)
         names = names or [f"class{i}" for i in range(1000)]
         info["weights"] = "random"
@@ -254,8 +208,8 @@ def load_torchvision(name: str, checkpoint: str | Path | None = None, class_name
         crop, resize = _torchvision_transform_sizes(default)
         transform = Normalize(crop, resize=resize)
         info["input"] = f"resize {resize}, centre crop {crop}"
-    features, head = _split_head(model)
-    return FeatureHeadClassifier(features, head, transform, names, info=info).eval()
+    head = split_last_linear(model)
+    return FeatureHeadClassifier(model, head, transform, names, info=info).eval()
 
 
 def _original_weights(name: str):
@@ -263,13 +217,6 @@ def _original_weights(name: str):
     from torchvision.models import get_model_weights
 
     return get_model_weights(name)["IMAGENET1K_V1"]
-
-
-def _head_out_features(state: dict[str, torch.Tensor]) -> int:
-    weights = [k for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
-    if not weights:
-        raise ClassifierError("checkpoint has no 2-D (linear) weight to read the number of classes from")
-    return int(state[weights[-1]].shape[0])
 
 
 def load_robust_resnet50(path: str | Path = ROBUST50_DEFAULT_CHECKPOINT, class_names: Sequence[str] | None = None,
@@ -316,7 +263,8 @@ def as_feature_head_classifier(model: nn.Module, transforms: Callable[[torch.Ten
         if transforms is not None:
             raise ClassifierError(f"{type(model).__name__} has its own preprocess; pass transforms=None")
         return wrap_pipeline_classifier(model)
-    features, head = _split_head(copy.deepcopy(model))
+    features = copy.deepcopy(model)
+    head = split_last_linear(features)
     if class_names is None and head.out_features == 1000:
         class_names = _original_weights("resnet50").meta["categories"]  # ImageNet
     names = class_names or [f"class{i}" for i in range(head.out_features)]
@@ -339,12 +287,7 @@ def build_classifier_and_transforms(clf: str, device: str | torch.device = "cpu"
     it to fp16; DEXTER's gradients flow through it).
     """
     if Path(str(clf)).is_dir():
-        from common.classifier import ModelError, load_classifier
-
-        try:
-            full = wrap_pipeline_classifier(load_classifier(clf))
-        except ModelError as err:
-            raise ClassifierError(str(err)) from None
+        full = wrap_pipeline_classifier(load_classifier(clf))
     elif clf == "robust50":
         full = load_robust_resnet50(checkpoint or ROBUST50_DEFAULT_CHECKPOINT, class_names=class_names,
                                     preprocess=preprocess, trust_checkpoint=trust_checkpoint)
@@ -369,6 +312,7 @@ def freeze_classifier(clf: FeatureHeadClassifier, device: torch.device | str,
 
 
 __all__ = [
+    "CheckpointError",
     "ClassifierError",
     "FeatureHeadClassifier",
     "Normalize",

@@ -240,13 +240,13 @@ def _check_classifier_args(args: argparse.Namespace) -> None:
     if args.classifier_dir and args.preprocess != "auto":
         raise CliError("--preprocess applies to --classifier; a --classifier-dir classifier has its own")
     if args.classifier:
-        from dexter.classifiers import CheckpointError, ClassifierError, check_torchvision_name, resolve_preprocess
+        from dexter.classifiers import ClassifierError, check_torchvision_name, resolve_preprocess
 
         name = "resnet50" if args.classifier == "robust50" else args.classifier
         try:
             check_torchvision_name(name)
             resolve_preprocess(args.classifier, args.preprocess)
-        except (ClassifierError, CheckpointError) as err:
+        except ClassifierError as err:
             raise CliError(str(err)) from None
 
 
@@ -261,25 +261,15 @@ def _check_device(args: argparse.Namespace):
 
 
 def _load_classifier(args: argparse.Namespace):
-    from dexter.classifiers import (
-        CheckpointError,
-        ClassifierError,
-        load_robust_resnet50,
-        load_torchvision,
-        wrap_pipeline_classifier,
-    )
+    from common.classifier import load_classifier  # the pipeline's own classifiers
+    from dexter.classifiers import ClassifierError, load_robust_resnet50, load_torchvision, wrap_pipeline_classifier
 
     names = None
     if args.class_names:
         names = [line.strip() for line in Path(args.class_names).read_text().splitlines() if line.strip()]
     try:
         if args.classifier_dir:
-            from common.classifier import ModelError, load_classifier  # the pipeline's own classifiers
-
-            try:
-                clf = wrap_pipeline_classifier(load_classifier(args.classifier_dir))
-            except ModelError as err:
-                raise CliError(str(err)) from None
+            clf = wrap_pipeline_classifier(load_classifier(args.classifier_dir))
             if names:
                 clf.class_names = names
             return clf
@@ -288,7 +278,7 @@ def _load_classifier(args: argparse.Namespace):
                                         trust_checkpoint=args.trust_checkpoint)
         return load_torchvision(args.classifier, checkpoint=args.checkpoint, class_names=names,
                                 preprocess=args.preprocess, trust_checkpoint=args.trust_checkpoint)
-    except (ClassifierError, CheckpointError) as err:
+    except ClassifierError as err:  # checkpoint errors included (common.checkpoints.CheckpointError)
         raise CliError(str(err)) from None
 
 
@@ -394,8 +384,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     fids = {c: feature_ids for c in args.class_index} if feature_ids else None
     done = explain(models, out, args.class_index, feature_neurons=fids, run_info=run_info,
                    progress=not args.no_progress)
+    from common.artifacts import read_keywords
+
     for c, path in sorted(done.items()):
-        print(f"class {c}: {', '.join(json.loads(path.read_text())['keywords']) or '(no keyword)'}  ({path})")
+        print(f"class {c}: {', '.join(read_keywords(path).keywords) or '(no keyword)'}  ({path})")
 
     # ---- REASONING HOOK -----------------------------------------------------------------------------------
     # --reasoning offline|openai hands each class folder to dexter.reasoning (captions + report + attributes),

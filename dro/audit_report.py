@@ -13,6 +13,17 @@ from pathlib import Path
 
 from PIL import Image
 
+from common.artifacts import (
+    ATTRIBUTES_FILE,
+    KEYWORDS_FILE,
+    VERIFICATION_FILE,
+    class_dir,
+    class_dirs_with,
+    read_attributes,
+    read_keywords,
+    read_verification,
+)
+
 
 @dataclass
 class ClassAudit:
@@ -29,24 +40,23 @@ class ClassAudit:
 
 
 def collect_classes(dexter_dir: Path, reasoning_dir: Path) -> list[ClassAudit]:
-    """One entry per explained class, in class-index order."""
+    """One entry per explained class, in class-index order. The files are read by :mod:`common.artifacts`
+    (their one contract); a class the reasoning has no folder for (``<index:03d>_<name>``) has no attributes."""
     audits = []
-    for kw_file in sorted(Path(dexter_dir).glob("**/keywords.json")):
-        kw = json.loads(kw_file.read_text())
-        class_dir = kw_file.parent
-        frames = sorted(class_dir.glob("run_*/frames/*.png"))
-        audit = ClassAudit(kw["class_index"], kw["class_name"], list(kw["keywords"]), frames)
-        for candidate in Path(reasoning_dir).glob("*"):
-            attrs = candidate / "attributes.json"
-            if attrs.exists() and json.loads(attrs.read_text()).get("class_name") == kw["class_name"]:
-                audit.attributes = list(json.loads(attrs.read_text())["attributes"])
-                report = candidate / "report.md"
-                audit.report_md = report.read_text() if report.exists() else ""
-                verification = candidate / "verification.json"
-                audit.verification = json.loads(verification.read_text()) if verification.exists() else None
-                audit.fresh_frames = sorted((candidate / "frames").glob("*.png"))
-                audit.effects_png = candidate / "effects.png" if (candidate / "effects.png").exists() else None
-                audit.pairs_png = candidate / "counterfactuals.png" if (candidate / "counterfactuals.png").exists() else None
+    for folder in class_dirs_with(dexter_dir, KEYWORDS_FILE):
+        kw = read_keywords(folder / KEYWORDS_FILE)
+        frames = sorted(folder.glob("run_*/frames/*.png"))
+        audit = ClassAudit(kw.class_index, kw.class_name, list(kw.keywords), frames)
+        candidate = class_dir(reasoning_dir, kw.class_index, kw.class_name)
+        if (candidate / ATTRIBUTES_FILE).exists():
+            audit.attributes = list(read_attributes(candidate / ATTRIBUTES_FILE).attributes)
+            report = candidate / "report.md"
+            audit.report_md = report.read_text() if report.exists() else ""
+            verification = candidate / VERIFICATION_FILE
+            audit.verification = read_verification(verification) if verification.exists() else None
+            audit.fresh_frames = sorted((candidate / "frames").glob("*.png"))
+            audit.effects_png = candidate / "effects.png" if (candidate / "effects.png").exists() else None
+            audit.pairs_png = candidate / "counterfactuals.png" if (candidate / "counterfactuals.png").exists() else None
         audits.append(audit)
     return sorted(audits, key=lambda a: a.class_index)
 

@@ -17,12 +17,15 @@ CVPR 2024): the data-using peer of DEXTER. docs/METHOD.md section 9.5.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+
+_log = logging.getLogger(__name__)
 
 _WORD = re.compile(r"[a-z][a-z'-]*")
 
@@ -67,7 +70,7 @@ def b2t_keywords(
     top_k: int = 1,
     max_images: int = 64,
     seed: int = 0,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = _log.info,
 ) -> tuple[list[list[str]], dict]:
     """Per class the B2T attributes (possibly empty) and a record of the evidence.
 

@@ -12,6 +12,7 @@ of half B over the same visible groups (true groups for ``dfr_oracle``, DEXTER's
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ import torch
 from torch import nn
 
 from dro.evaluate import group_accuracies, worst_group_accuracy
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ def _fit_average(x: np.ndarray, y: np.ndarray, groups: np.ndarray, c: float, n_f
 
 def fit_dfr_head(features: torch.Tensor, y: np.ndarray, groups: np.ndarray, num_groups: int, num_classes: int,
                  seed: int, settings: DfrSettings = DfrSettings(),
-                 log: Callable[[str], None] = print) -> tuple[nn.Linear, dict]:
+                 log: Callable[[str], None] = _log.info) -> tuple[nn.Linear, dict]:
     """A new head (``nn.Linear`` over raw features, standardisation folded in) and a record of the fit:
     the halves' sizes, the worst-group accuracy of half B for every C, the chosen C."""
     if len(features) != len(y) or len(y) != len(groups):

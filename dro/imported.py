@@ -18,7 +18,14 @@ from pathlib import Path
 
 import torch
 
-from common.classifier import Classifier, ModelError, build_classifier, split_last_linear
+from common.classifier import (
+    Classifier,
+    ModelError,
+    build_classifier,
+    head_outputs,
+    split_last_linear,
+    torchvision_network,
+)
 
 
 @dataclass(frozen=True)
@@ -70,26 +77,15 @@ def _from_torchvision(source: ClassifierSource, class_names: tuple[str, ...], im
     except CheckpointError as e:
         raise ModelError(f"classifier: {e}") from None
     if state is not None:
-        linear = [k for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
-        if not linear:
-            raise ModelError(f"classifier.checkpoint: no linear layer weight in {source.checkpoint}")
-        _check_classes(int(state[linear[-1]].shape[0]), class_names, source.describe())
-        net = torchvision.models.get_model(source.name, weights=None, num_classes=len(class_names))
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ModelError(f"classifier.checkpoint {source.checkpoint} does not fit torchvision {source.name}: "
-                             f"missing {list(missing)[:4]}, unexpected {list(unexpected)[:4]}")
+        what = f"classifier.checkpoint {source.checkpoint}"
+        _check_classes(head_outputs(state, what), class_names, source.describe())
+        net = torchvision_network(source.name, state=state, what=what)
     elif source.pretrained:
         weights = torchvision.models.get_model_weights(source.name).DEFAULT
         _check_classes(len(weights.meta["categories"]), class_names, source.describe())
-        try:
-            net = torchvision.models.get_model(source.name, weights=weights)
-        except Exception as e:  # noqa: BLE001 - download errors come in many types
-            raise ModelError(f"classifier: ImageNet weights {weights} for {source.name} cannot be fetched "
-                             f"({type(e).__name__}); put {weights.url.rsplit('/', 1)[-1]} in "
-                             f"$TORCH_HOME/hub/checkpoints/ or give classifier.checkpoint") from None
+        net = torchvision_network(source.name, weights=weights, otherwise="give classifier.checkpoint")
     else:
-        net = torchvision.models.get_model(source.name, weights=None, num_classes=len(class_names))
+        net = torchvision_network(source.name, num_classes=len(class_names))
     head = split_last_linear(net)
     model = build_classifier(f"torchvision:{source.name}", class_names, image_size)
     model.backbone.load_state_dict(net.state_dict())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from torch import nn
 
 from common.classifier import Classifier
 from dro.sources import InputSource, TensorSource
+
+_log = logging.getLogger(__name__)
 
 
 def _weights_key(model: nn.Module) -> str:
@@ -44,7 +47,7 @@ def compute_features(model: Classifier, source: InputSource, device: torch.devic
 
 def feature_source(model: Classifier, source: InputSource, cache_dir: Path | str, name: str,
                    device: torch.device | str = "cpu", batch_size: int = 256,
-                   log: Callable[[str], None] = print) -> TensorSource:
+                   log: Callable[[str], None] = _log.info) -> TensorSource:
     """Features of ``source`` under ``model``'s backbone, cached by (weights, inputs)."""
     from safetensors.torch import load_file, save
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +34,8 @@ from dro.methods import METHODS, get_method  # noqa: F401  (METHODS re-exported:
 from dro.slices import ClassSlices, assign_with_alternatives, class_prototypes, pseudo_group_names
 from dro.sources import image_source, predict
 from dro.train import SplitData, TrainConfig, TrainResult, train
+
+_log = logging.getLogger(__name__)
 
 ERM_RECORD = "train.json"  # next to the audited ERM model: how it was trained and selected
 # The TrainConfig fields that change what ERM learns (the group-DRO-only ones and the evaluation batch
@@ -86,7 +89,7 @@ def true_groups_or_fail(ds: GroupImageDataset, what: str) -> np.ndarray:
 
 def train_erm_classifier(datasets: dict[str, GroupImageDataset], spec: ModelSpec, cfg: TrainConfig,
                          ckpt_dir: Path, out_dir: Path, device: torch.device,
-                         log: Callable[[str], None] = print, session: str | None = None,
+                         log: Callable[[str], None] = _log.info, session: str | None = None,
                          ) -> tuple[Classifier, TrainResult]:
     """ERM, selected on plain validation accuracy (no groups: the model a user would bring).
     ``session``: see :func:`dro.train.train` (when a finished checkpoint is reused)."""
@@ -114,7 +117,7 @@ def erm_identity(datasets: dict[str, GroupImageDataset], spec: ModelSpec, cfg: T
 
 def reuse_erm(erm_dir: Path, datasets: dict[str, GroupImageDataset], spec: ModelSpec, cfg: TrainConfig,
               convention: Convention, device: torch.device,
-              log: Callable[[str], None] = print) -> MethodRun | None:
+              log: Callable[[str], None] = _log.info) -> MethodRun | None:
     """The ``erm`` row of one seed from the audited model in ``erm_dir`` (the ``train_erm`` stage), when
     that model is exactly what the row would train (same seed, settings, architecture and data): same
     selection (plain validation accuracy), same test evaluation, without training it a second time.
@@ -197,7 +200,7 @@ def label_splits(
     splits: Sequence[str] = ("train", "val"),
     batch_size: int = 256,
     num_workers: int = 0,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = _log.info,
     method: str = "dro_dexter",
 ) -> dict:
     """Pseudo-groups of ``method`` for ``splits`` -> ``out_dir/<labels_file(method)>`` + ``<meta_file>``;
@@ -360,7 +363,7 @@ def retrain(
     model_out: Path | None,
     convention: Convention,
     device: torch.device,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = _log.info,
     session: str | None = None,
     grid: DroGrid | None = None,
     jtt: JttSettings = JttSettings(),

@@ -21,6 +21,7 @@ true groups exist is :mod:`dro.labelling_quality`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ from common.artifacts import ArtifactError, read_class_attributes
 from common.clip import normalise
 from common.errors import UserInputError
 from dro.templates import compose
+
+_log = logging.getLogger(__name__)
 
 TextEncoder = Callable[[list[str]], torch.Tensor]
 
@@ -114,7 +117,7 @@ def assign_with_alternatives(
     slices: Sequence[ClassSlices],
     prototype: Callable[[Sequence[str]], torch.Tensor],
     temperature: float = 0.02,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = _log.info,
 ) -> Assignment:
     """The labelling rule of the module docstring. ``prototype(phrases)`` -> one normalised D-vector."""
     y = np.asarray(y, dtype=np.int64)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -38,6 +39,8 @@ from dro.config import TrainConfig
 from dro.evaluate import group_accuracies, worst_group_accuracy
 from dro.group_dro import ERMLoss, GroupDROLoss, epoch_order
 from dro.sources import InputSource, predict
+
+_log = logging.getLogger(__name__)
 
 LAST = "last.pt"
 BEST = "best.safetensors"
@@ -282,7 +285,7 @@ def train(
     ckpt_dir: Path | str,
     *,
     device: torch.device | str = "cpu",
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = _log.info,
     on_batch: Callable[[int, int], None] | None = None,
     session: str | None = None,
 ) -> TrainResult:

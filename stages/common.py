@@ -3,12 +3,19 @@
 Stages are thin: validate params, call the library, write outputs. Anything that goes wrong because of
 the user's input (params, dataset files, model ids) ends the stage with ONE line on stderr and exit
 code 2, never a traceback; real bugs still raise.
+
+One logging style: every stage module and the libraries log through ``logging`` (a module logger,
+``log = logging.getLogger(__name__)``; the ``dro`` functions that report progress take ``log=log.info``),
+and :func:`configure_logging`, called once by :func:`stage_main`, sends the project's loggers to stderr as
+plain lines (``%(message)s``), which ``dvc repro`` shows on the console as the stage runs. stdout is left to
+what a command prints as its result (the DEXTER CLI's keywords, the acceptance table).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import secrets
 import sys
@@ -18,6 +25,10 @@ from pathlib import Path
 from common.errors import UserInputError
 
 PREPARED_DIR = Path("data/prepared")
+# The project's packages (their module loggers' roots), and "__main__": the logger of a stage run as
+# ``python -m stages.<name>`` (as dvc.yaml runs it), whose ``logging.getLogger(__name__)`` is "__main__".
+LOGGERS = ("common", "world", "dexter", "dro", "stages", "__main__")
+LOG_FORMAT = "%(message)s"  # plain lines: what a stage says, as a user reads it in dvc's output
 OUTPUTS_DIR = Path("outputs")
 RESULTS_DIR = Path("results")
 METRICS_DIR = Path("metrics")
@@ -39,10 +50,11 @@ def stage_main(fn: Callable[[], None]) -> Callable[[], None]:
     def wrapper() -> None:
         os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
         show_progress_in_logs()
+        configure_logging()
         try:
             fn()
         except user_errors() as e:
-            print(f"error: {one_line(e)}", file=sys.stderr)
+            logging.getLogger("stages").error("error: %s", one_line(e))
             sys.exit(2)
 
     return wrapper
@@ -64,28 +76,45 @@ def one_line(e: BaseException) -> str:
     return text
 
 
-def show_progress_in_logs() -> None:
-    """What a stage prints reaches a log as it happens: stdout line-buffered even when it is not a
-    terminal (else block buffering holds every line until the stage ends), and the project's own
-    ``logging`` messages (``common.*``, ``world.*``, ``dexter.*``, ``dro.*``: which class is being reasoned about, gate results) on
-    stderr. In a log, the libraries' own bars (model loading, downloads) are switched off: they redraw with
-    carriage returns, while the project's bars (``common.progress``) print plain lines. Idempotent."""
-    import logging
+class _StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a record is written, not when the handler was made (a stream
+    replaced later, by a test's capture or a reconfiguration, still gets the lines)."""
 
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def configure_logging() -> None:
+    """The one logging configuration of the stages (see the module docstring): the project's loggers
+    (:data:`LOGGERS`) at INFO level to stderr, one plain line per message. Idempotent."""
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+            handler = _StderrHandler()
+            handler.setFormatter(logging.Formatter(LOG_FORMAT))
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+
+
+def show_progress_in_logs() -> None:
+    """What a stage says reaches a log as it happens: stdout line-buffered even when it is not a terminal
+    (else block buffering holds every printed line until the stage ends). In a log, the libraries' own bars
+    (model loading, downloads) are switched off: they redraw with carriage returns, while the project's bars
+    (``common.progress``) print plain lines. Idempotent."""
     reconfigure = getattr(sys.stdout, "reconfigure", None)
     if reconfigure is not None:
         reconfigure(line_buffering=True)
     if not sys.stderr.isatty():  # read when tqdm / huggingface_hub are first imported, after this
         os.environ.setdefault("TQDM_DISABLE", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    for name in ("common", "world", "dexter", "dro"):
-        logger = logging.getLogger(name)
-        if not any(getattr(h, "_stage_handler", False) for h in logger.handlers):
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            handler._stage_handler = True  # type: ignore[attr-defined]
-            logger.addHandler(handler)
-            logger.setLevel(logging.INFO)
 
 
 def stage_session(marker: Path) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from stages.common import METRICS_DIR, OUTPUTS_DIR, PREPARED_DIR, RESULTS_DIR
 from stages.params import Params
 
@@ -17,12 +15,8 @@ ERM_METRICS = METRICS_DIR / "erm.json"
 LABELLING_METRICS = METRICS_DIR / "labelling.json"
 
 __all__ = ["PREPARED_DIR", "RESULTS_DIR", "ERM_DIR", "REASONING_DIR", "LABELS_DIR", "RETRAIN_DIR", "CHECKPOINTS",
-           "CACHE", "ERM_METRICS", "LABELLING_METRICS", "log", "model_spec", "full_train_config",
+           "CACHE", "ERM_METRICS", "LABELLING_METRICS", "model_spec", "full_train_config",
            "last_layer_train_config"]
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def model_spec(params: Params):

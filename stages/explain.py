@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from dataclasses import asdict
@@ -32,6 +33,8 @@ from pathlib import Path
 from common.device import resolve_device
 from stages.common import METRICS_DIR, OUTPUTS_DIR, StageInputError, stage_main
 from stages.dro_common import CHECKPOINTS, ERM_DIR
+
+log = logging.getLogger(__name__)
 
 DEXTER_DIR = OUTPUTS_DIR / "dexter"
 WORK_ROOT = CHECKPOINTS / "explain"  # unfinished classes; survives DVC's deletion of the stage's outputs
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
             raise StageInputError(f"{work} was not prepared for these settings (run the stage itself, which "
                                   "launches the workers, not its workers alone)")
         mine = shard(classes, dist.rank, dist.world_size)
-        print(f"rank {dist.rank}/{dist.world_size}: classes {mine}", flush=True)
+        log.info(f"rank {dist.rank}/{dist.world_size}: classes {mine}")
         if mine:
             dexter_models = load_models(classifier, config, section, models, worker_device(device, dist), len(mine))
             explain(dexter_models, work, mine, feature_neurons=section.feature_neurons, run_info=run_info,
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     gathers = params.processes == 1 or params.torchrun.node_rank == 0
     reused = outputs.open_work_dir(work, fingerprint) if gathers else {}
     for name, n in reused.items():
-        print(f"{name}: reusing {n} finished run(s) of an interrupted invocation ({work})", flush=True)
+        log.info(f"{name}: reusing {n} finished run(s) of an interrupted invocation ({work})")
     start = time.perf_counter()
     if params.processes > 1:
         from stages.launch import LaunchFailed, launch
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             launch("stages.explain", raw_args, params.processes, params.torchrun)
         except LaunchFailed as e:
-            print(f"error: {e}", file=sys.stderr)
+            log.error(f"error: {e}")
             sys.exit(1)
         if not gathers:
             return
@@ -170,7 +173,7 @@ def resolve_classes(override: list[int] | None, section, num_classes: int, skip_
         return list(range(num_classes)), []
     bad = [c for c in classes if c >= num_classes]
     if bad and skip_absent:
-        print(f"class(es) {bad} skipped: the classifier has {num_classes} classes", flush=True)
+        log.info(f"class(es) {bad} skipped: the classifier has {num_classes} classes")
         return [c for c in classes if c not in bad], bad
     if bad:
         raise StageInputError(f"dexter.classes: {bad} out of range, the classifier has {num_classes} classes")
@@ -234,20 +237,20 @@ def run_fingerprint(config, section, run_info: dict, device, classifier_dir: Pat
 
 def write_metrics(done: dict, path: Path, seconds: float, runs_reused: int = 0) -> dict:
     """Per class: keywords, steps and hits of every run (small enough for ``dvc metrics show``)."""
+    from common.artifacts import read_keywords
     from common.io import atomic_write_json
 
     classes = {}
     for c, kw_path in sorted(done.items()):
-        data = json.loads(kw_path.read_text())
-        classes[data["class_name"]] = {
+        data = read_keywords(kw_path)
+        classes[data.class_name] = {
             "class_index": c,
-            "keywords": " ".join(data["keywords"]),
-            "steps": sum(r["steps"] for r in data["runs"]),
-            "hits": sum(r["hits"] for r in data["runs"]),
-            "runs_stopped_early": sum(bool(r["stopped_early"]) for r in data["runs"]),
+            "keywords": " ".join(data.keywords),
+            "steps": sum(r.steps for r in data.runs),
+            "hits": sum(r.hits for r in data.runs),
+            "runs_stopped_early": sum(bool(r.stopped_early) for r in data.runs),
         }
-        print(f"class {c} ({data['class_name']}): {classes[data['class_name']]['keywords'] or '(no keyword)'}",
-              flush=True)
+        log.info(f"class {c} ({data.class_name}): {classes[data.class_name]['keywords'] or '(no keyword)'}")
     metrics = {"classes": classes, "seconds_this_invocation": round(seconds, 1),
                "runs_reused_from_interrupted_invocation": runs_reused}
     atomic_write_json(path, metrics)

@@ -14,6 +14,7 @@ against the world's true shortcuts -> ``outputs/labels/discovery.json`` (the ret
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from common.device import compute_dtype, resolve_device
@@ -25,9 +26,10 @@ from stages.dro_common import (
     LABELS_DIR,
     PREPARED_DIR,
     REASONING_DIR,
-    log,
     model_spec,
 )
+
+log = logging.getLogger(__name__)
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -67,7 +69,7 @@ def run(argv: list[str] | None = None) -> None:
     world = params.synthetic.world_config() if params.is_world else None
     settings = dict(templates=templates, class_templates=class_templates, temperature=lab.temperature,
                     cache_dir=CACHE / "clip", out_dir=args.out, batch_size=lab.batch_size,
-                    num_workers=params.train.num_workers, log=log)
+                    num_workers=params.train.num_workers, log=log.info)
     slices = read_attributes(args.reasoning, info.class_names)
     encoder = ClipEncoder.from_pretrained(params.model_set.clip, device, compute_dtype(device))
     quality = label_splits(datasets, encoder, slices, **settings)
@@ -81,14 +83,14 @@ def run(argv: list[str] | None = None) -> None:
     for method in (m for m in params.methods if m in ABLATIONS):
         chosen = ablation_slices(method, info.class_names, world.attribute_values if world else None,
                                  params.seed)
-        log(f"{method}: attributes {[list(s.attributes) for s in chosen]}")
+        log.info(f"{method}: attributes {[list(s.attributes) for s in chosen]}")
         q = label_splits(datasets, encoder, chosen, **settings, method=method)
         ablations[method] = {split: {k: v[k] for k in ("pseudo_group_counts", "accuracy", "f1_conflicting_pooled")
                                      if k in v} for split, v in q.items()}
     for split, q in quality.items():
-        log(f"{split}: pseudo-groups {q['pseudo_group_counts']}"
-            + (f", accuracy vs true {q['accuracy']:.3f}, pooled F1 {q['f1_conflicting_pooled']:.3f}"
-               if q.get("accuracy") is not None else ""))
+        log.info(f"{split}: pseudo-groups {q['pseudo_group_counts']}"
+                 + (f", accuracy vs true {q['accuracy']:.3f}, pooled F1 {q['f1_conflicting_pooled']:.3f}"
+                    if q.get("accuracy") is not None else ""))
     if ablations:
         quality["ablations"] = ablations
     if peers:
@@ -98,8 +100,8 @@ def run(argv: list[str] | None = None) -> None:
 
         discovery = score_discovery(world, slices, quality["train"])
         atomic_write_json(args.out / "discovery.json", discovery)
-        log(f"discovery: shortcut recall {discovery['shortcut_recall']}, attribute precision "
-            f"{discovery['attribute_precision']}, false-positive classes {discovery['false_positive_classes']}")
+        log.info(f"discovery: shortcut recall {discovery['shortcut_recall']}, attribute precision "
+                 f"{discovery['attribute_precision']}, false-positive classes {discovery['false_positive_classes']}")
     else:
         (args.out / "discovery.json").unlink(missing_ok=True)
     atomic_write_json(args.metrics, quality)
@@ -118,7 +120,7 @@ def b2t_attributes(params, datasets, encoder, erm_dir: Path, out_dir: Path, devi
     val, info, spec = datasets["val"], datasets["train"].info, model_spec(params)
     model = load_classifier(erm_dir, device)
     pred = predict(model, image_source(val, spec.image_size, spec.num_workers), device, params.dro.eval_batch_size)
-    emb = cached_image_embeddings(encoder, val, CACHE / "clip", params.labelling.batch_size, log,
+    emb = cached_image_embeddings(encoder, val, CACHE / "clip", params.labelling.batch_size, log.info,
                                   params.train.num_workers)
     kind, settings = backend_settings(params)
     backend = make_backend(kind, **settings)
@@ -129,7 +131,7 @@ def b2t_attributes(params, datasets, encoder, erm_dir: Path, out_dir: Path, devi
 
     try:
         attributes, record = b2t_keywords(pred, val.y, emb, info.class_names, caption, encoder.encode_text,
-                                          seed=params.seed, log=log)
+                                          seed=params.seed, log=log.info)
     finally:
         close = getattr(backend, "close", None)
         if close:

@@ -11,11 +11,14 @@ the workers.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ class LaunchFailed(RuntimeError):
 def launch(module: str, args: Sequence[str], processes: int, torchrun) -> None:
     """Run ``module`` under torchrun and wait; :class:`LaunchFailed` when it fails."""
     cmd = torchrun_command(module, args, processes, torchrun)
-    print("launching: " + " ".join(cmd), flush=True)
+    log.info("launching: " + " ".join(cmd))
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     code = subprocess.call(cmd, env=env)
     if code != 0:

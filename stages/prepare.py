@@ -9,9 +9,12 @@ corrupt file stops the pipeline here, by name, not an epoch into training.
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from stages.common import METRICS_DIR, OUTPUTS_DIR, PREPARED_DIR, stage_main
+
+log = logging.getLogger(__name__)
 
 DECODED_CACHE = OUTPUTS_DIR / "cache" / "decoded"  # not a DVC output: survives DVC's deletion of data/prepared
 
@@ -45,7 +48,7 @@ def check_decodable(root: Path, records, dataset: str) -> None:
 
     folder = Path(root).resolve()
     verify_images([folder / r.source for r in records], dataset, cache_file=DECODED_CACHE / f"{dataset}.json",
-                  log=lambda msg: print(msg, flush=True))
+                  log=log.info)
 
 
 @stage_main
@@ -72,8 +75,8 @@ def main() -> None:
                             colors=section.colors, backgrounds=section.backgrounds)
     if params.is_world and section.preset:
         cfg = section.world_config()
-        print(f"synthetic.preset={section.preset}: classes {cfg.classes}, colors {cfg.colors}, "
-              f"backgrounds {cfg.backgrounds}, models.{section.models}")
+        log.info(f"synthetic.preset={section.preset}: classes {cfg.classes}, colors {cfg.colors}, "
+                 f"backgrounds {cfg.backgrounds}, models.{section.models}")
     prepared = params.kind.load(section)  # the dataset's loader (dro.data.registry): checks its index first
     if prepared.decode:
         check_decodable(prepared.root, prepared.records, prepared.info.name)
@@ -87,7 +90,7 @@ def main() -> None:
                               for c, s in section.world_config().shortcuts.items()}
     atomic_write_json(args.stats, stats)
     for name, s in stats["splits"].items():
-        print(f"{name}: {s['size']} images, groups {s['groups']}")
+        log.info(f"{name}: {s['size']} images, groups {s['groups']}")
 
 
 if __name__ == "__main__":

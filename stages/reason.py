@@ -17,13 +17,15 @@ from the on-disk cache. The API key is read from the environment variable named 
 from __future__ import annotations
 
 import argparse
-import json
+import logging
 import shutil
 from pathlib import Path
 
 from common.artifacts import KEYWORDS_FILE, class_dirs_with
 from common.device import resolve_device
 from stages.common import OUTPUTS_DIR, StageInputError, stage_main
+
+log = logging.getLogger(__name__)
 
 DEXTER_DIR = OUTPUTS_DIR / "dexter"
 REASONING_DIR = OUTPUTS_DIR / "reasoning"
@@ -130,11 +132,11 @@ def run(params, dexter_dir: Path = DEXTER_DIR, out_dir: Path = REASONING_DIR, cl
     ``prober`` (a :class:`dexter.verify.Prober`) replaces the classifier + generator built from params
     (tests pass one that renders images without a diffusion model).
     """
+    from common.artifacts import ATTRIBUTES_FILE, VERIFICATION_FILE, read_attributes, read_verification
     from common.classifier import read_class_names
     from common.io import atomic_write_json
-    from dexter.reasoning import ATTRIBUTES_FILE, make_backend, reason_about_class
+    from dexter.reasoning import make_backend, reason_about_class
     from dexter.reasoning.audit import Auditor
-    from dexter.reasoning.core import VERIFICATION_FILE
     from dexter.reasoning.stamps import STAMP, is_done, stamp_for
     from dexter.reasoning.world import world_vocabulary
 
@@ -152,7 +154,7 @@ def run(params, dexter_dir: Path = DEXTER_DIR, out_dir: Path = REASONING_DIR, cl
     todo = [d for d in dirs if not is_done(out_dir / d.name, stamp_for(d, reasoning_params))]
     for d in dirs:
         if d not in todo:
-            print(f"{d.name}: done before, skipped")
+            log.info(f"{d.name}: done before, skipped")
     backend = make_backend(kind, **settings_b)  # cheap, and says at once when a key or setting is wrong
     try:
         verify = params.reasoning.verify.enabled
@@ -165,15 +167,15 @@ def run(params, dexter_dir: Path = DEXTER_DIR, out_dir: Path = REASONING_DIR, cl
             atomic_write_json(dest / STAMP, {"stamp": stamp_for(class_dir, reasoning_params)})
             if auditor is None:
                 a = result.attributes
-                print(f"{class_dir.name}: UNVERIFIED proposal {a.verdict} {a.attributes} "
-                      f"(reasoning.verify.enabled is false); {len(result.captions)} captions")
+                log.info(f"{class_dir.name}: UNVERIFIED proposal {a.verdict} {a.attributes} "
+                         f"(reasoning.verify.enabled is false); {len(result.captions)} captions")
                 continue
-            v = json.loads((dest / VERIFICATION_FILE).read_text())
+            v = read_verification(dest / VERIFICATION_FILE)
             effects = ", ".join(f"{e['attribute']} {e['kind']} {e['effect']:+.2f} (p_holm {e['p_adjusted']:.2g})"
                                 for e in v["effects"]) or "nothing tested"
-            print(f"{class_dir.name}: {v['verdict']} {v['verified']}; {effects}; not tested {v['skipped']}; "
-                  f"{v['cost_total']['images_generated']} images, {v['cost_total']['seconds']:.1f} s; "
-                  f"{len(result.captions)} captions")
+            log.info(f"{class_dir.name}: {v['verdict']} {v['verified']}; {effects}; not tested {v['skipped']}; "
+                     f"{v['cost_total']['images_generated']} images, {v['cost_total']['seconds']:.1f} s; "
+                     f"{len(result.captions)} captions")
     finally:
         backend.close()
 
@@ -184,13 +186,13 @@ def run(params, dexter_dir: Path = DEXTER_DIR, out_dir: Path = REASONING_DIR, cl
     summary = {"backend": kind, "classes": {}}
     verification = {"settings": params.reasoning.verify.model_dump(), "classes": {}}
     for d in dirs:
-        attrs = json.loads((out_dir / d.name / ATTRIBUTES_FILE).read_text())
+        attrs = read_attributes(out_dir / d.name / ATTRIBUTES_FILE).raw  # checked, then reported as written
         summary["classes"][d.name] = {"class_name": attrs["class_name"], "attributes": attrs["attributes"],
                                       "verdict": attrs["verdict"], "alternatives": attrs["alternatives"],
                                       "written_by": attrs["written_by"]}
         if not params.reasoning.verify.enabled:
             continue  # nothing was measured (a file left by an earlier, verified run is stale)
-        v = json.loads((out_dir / d.name / VERIFICATION_FILE).read_text())
+        v = read_verification(out_dir / d.name / VERIFICATION_FILE)
         verification["classes"][d.name] = {k: v[k] for k in ("class_index", "class_name", "verdict", "conclusive",
                                                              "unreadable_contents", "verified",
                                                              "decisions", "alternatives", "tested", "skipped", "effects", "cost",

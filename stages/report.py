@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 from stages.common import METRICS_DIR, OUTPUTS_DIR, RESULTS_DIR, stage_main
+
+log = logging.getLogger(__name__)
 
 SUMMARY = METRICS_DIR / "summary.json"
 
@@ -69,7 +72,7 @@ def main() -> None:
     atomic_write_json(RESULTS_DIR / "keywords.json", keywords_by_class(audits))
     atomic_write_text(RESULTS_DIR / "effects.csv", _csv(effects_rows(audits), EFFECT_COLUMNS))
     atomic_write_json(SUMMARY, summary_metrics(results, labelling))
-    print(f"wrote {RESULTS_DIR / 'report.md'} and report.html for {len(audits)} classes")
+    log.info(f"wrote {RESULTS_DIR / 'report.md'} and report.html for {len(audits)} classes")
 
 
 def _open(path):

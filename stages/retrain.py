@@ -24,6 +24,7 @@ mode trains a linear head over cached features and stays one process.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -39,9 +40,10 @@ from stages.dro_common import (
     RETRAIN_DIR,
     full_train_config,
     last_layer_train_config,
-    log,
     model_spec,
 )
+
+log = logging.getLogger(__name__)
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -63,7 +65,7 @@ def run(argv: list[str] | None = None) -> None:
         if params.dro.mode == "full":
             launch_workers(params, raw_args)
             return
-        log(f"processes: {params.processes} ignored in last_layer mode (a linear head trains in one process)")
+        log.info(f"processes: {params.processes} ignored in last_layer mode (a linear head trains in one process)")
 
     from common.classifier import load_classifier
     from dro.data import open_prepared
@@ -77,7 +79,7 @@ def run(argv: list[str] | None = None) -> None:
     if dist.is_worker:
         init_process_group(device)
     main_rank = dist.rank == 0
-    say = log if main_rank else _quiet
+    say = log.info if main_rank else _quiet
     datasets = open_prepared(args.prepared)
     methods, mode, d = params.methods, params.dro.mode, params.dro
     seeds = params.retrain_seeds
@@ -124,7 +126,7 @@ def run(argv: list[str] | None = None) -> None:
 
         metrics["discovery"] = json.loads(discovery.read_text())
     write_results(args.out, metrics, per_seed, histories)
-    log((args.out / "table.md").read_text())
+    log.info((args.out / "table.md").read_text())
     if not dist.is_worker:  # the launcher ends the session once every worker is done
         end_stage_session(CHECKPOINTS / "retrain" / "invocation.json")
 
@@ -143,7 +145,7 @@ def launch_workers(params, raw_args: list[str]) -> None:
     try:
         launch("stages.retrain", raw_args, params.processes, params.torchrun)
     except LaunchFailed as e:
-        print(f"error: {e}", file=sys.stderr)
+        log.error(f"error: {e}")
         sys.exit(1)
     if params.torchrun.node_rank == 0:
         end_stage_session(marker)

@@ -10,6 +10,7 @@ is not trained again). A rerun of a stage that completed (``dvc repro -f train_e
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from common.device import resolve_device
@@ -20,9 +21,10 @@ from stages.dro_common import (
     ERM_METRICS,
     PREPARED_DIR,
     full_train_config,
-    log,
     model_spec,
 )
+
+log = logging.getLogger(__name__)
 
 SESSION = CHECKPOINTS / "erm" / "invocation.json"
 
@@ -52,7 +54,7 @@ def run(argv: list[str] | None = None) -> None:
         import_audited(params, datasets, spec, args.out, args.metrics, device)
         return
     session = stage_session(SESSION)
-    model, result = train_erm_classifier(datasets, spec, cfg, CHECKPOINTS / "erm", args.out, device, log=log,
+    model, result = train_erm_classifier(datasets, spec, cfg, CHECKPOINTS / "erm", args.out, device, log=log.info,
                                          session=session)
     test = evaluate_on_test(model, datasets, spec, convention_for(params.dataset), device, cfg.eval_batch_size)
     atomic_write_json(args.metrics, {
@@ -60,8 +62,8 @@ def run(argv: list[str] | None = None) -> None:
         "test_worst_group_acc": test["worst_group_acc"], "test_avg_acc": test["avg_acc"],
         "test_group_acc": test["group_acc"], "avg_acc_convention": test["avg_acc_convention"],
     })
-    log(f"ERM classifier -> {args.out} (best epoch {result.best_epoch}, val acc {result.best_score:.4f}, "
-        f"test worst-group {test['worst_group_acc']:.4f}, avg {test['avg_acc']:.4f})")
+    log.info(f"ERM classifier -> {args.out} (best epoch {result.best_epoch}, val acc {result.best_score:.4f}, "
+             f"test worst-group {test['worst_group_acc']:.4f}, avg {test['avg_acc']:.4f})")
     end_stage_session(SESSION)
 
 
@@ -88,8 +90,8 @@ def import_audited(params, datasets, spec, out: Path, metrics: Path, device) -> 
         "test_worst_group_acc": test["worst_group_acc"], "test_avg_acc": test["avg_acc"],
         "test_group_acc": test["group_acc"], "avg_acc_convention": test["avg_acc_convention"],
     })
-    log(f"audited classifier: {source.describe()} -> {out} (not trained; test worst-group "
-        f"{test['worst_group_acc']:.4f}, avg {test['avg_acc']:.4f})")
+    log.info(f"audited classifier: {source.describe()} -> {out} (not trained; test worst-group "
+             f"{test['worst_group_acc']:.4f}, avg {test['avg_acc']:.4f})")
 
 
 @stage_main

@@ -8,9 +8,12 @@ else, that the committed models cover the world params.yaml asks for, so a misma
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from stages.common import METRICS_DIR, stage_main
+
+log = logging.getLogger(__name__)
 
 
 @stage_main
@@ -27,7 +30,7 @@ def main() -> None:
         from common.io import atomic_write_json
 
         atomic_write_json(args.metrics, {"skipped": f"dataset is {params.dataset}: the world models are not used"})
-        print(f"world gates skipped: dataset is {params.dataset}")
+        log.info(f"world gates skipped: dataset is {params.dataset}")
         return
     section = params.synthetic
     models = params.models[section.models]

@@ -45,6 +45,52 @@ def test_artifact_readers_say_which_file_and_which_stage(tmp_path):
     assert issubclass(ArtifactError, UserInputError)
 
 
+def test_every_reader_of_keywords_json_is_the_one_contract(tmp_path):
+    """The reasoning, the audit report and the explain stage's metrics read keywords.json through
+    common.artifacts: a malformed file is the same one-line error naming the file, whoever reads it."""
+    from dexter.reasoning.errors import ReasoningError
+    from dexter.reasoning.inputs import load_class_inputs
+    from dro.audit_report import collect_classes
+    from stages.explain import write_metrics
+
+    folder = tmp_path / "dexter" / "000_circle"
+    folder.mkdir(parents=True)
+    (folder / "keywords.json").write_text(json.dumps({"class_index": 0, "class_name": "circle", "keywords": "water"}))
+    messages = []
+    for read, error in ((lambda: read_keywords(folder / "keywords.json"), ArtifactError),
+                        (lambda: load_class_inputs(folder), ReasoningError),
+                        (lambda: collect_classes(tmp_path / "dexter", tmp_path / "reasoning"), ArtifactError),
+                        (lambda: write_metrics({0: folder / "keywords.json"}, tmp_path / "m.json", 1.0), ArtifactError)):
+        with pytest.raises(error) as err:
+            read()
+        messages.append(str(err.value))
+    assert len(set(messages)) == 1 and messages[0].startswith(f"{folder / 'keywords.json'}: keywords")
+    assert "\n" not in messages[0]
+
+
+def test_every_reader_of_attributes_and_verification_is_the_one_contract(tmp_path):
+    from common.artifacts import read_verification
+    from dro.audit_report import collect_classes
+
+    (tmp_path / "dexter" / "000_circle").mkdir(parents=True)
+    (tmp_path / "dexter" / "000_circle" / "keywords.json").write_text(json.dumps(
+        {"class_index": 0, "class_name": "circle", "keywords": ["water"]}))
+    reasoning = tmp_path / "reasoning" / "000_circle"
+    reasoning.mkdir(parents=True)
+    (reasoning / "attributes.json").write_text(json.dumps({"class_name": "circle", "attributes": [],
+                                                           "verdict": "biased"}))
+    with pytest.raises(ArtifactError, match="attributes.json: 'attributes' is empty"):
+        collect_classes(tmp_path / "dexter", tmp_path / "reasoning")
+    (reasoning / "attributes.json").write_text(json.dumps({"class_name": "circle", "attributes": ["water"]}))
+    (reasoning / "verification.json").write_text(json.dumps({"verdict": "biased", "verified": ["water"]}))
+    with pytest.raises(ArtifactError, match=r"verification.json: missing \['effects'\] \(not written by the reason"):
+        collect_classes(tmp_path / "dexter", tmp_path / "reasoning")
+    (reasoning / "verification.json").write_text(json.dumps({"verdict": "biased", "verified": ["water"],
+                                                             "effects": []}))
+    (audit,) = collect_classes(tmp_path / "dexter", tmp_path / "reasoning")
+    assert audit.attributes == ["water"] and audit.verification == read_verification(reasoning / "verification.json")
+
+
 def test_fingerprints_cover_settings_and_code(tmp_path):
     assert json_digest({"a": 1, "b": [1, 2]}) == json_digest({"b": [1, 2], "a": 1})
     assert json_digest({"a": 1}, 8) != json_digest({"a": 2}, 8) and len(json_digest({}, 8)) == 8

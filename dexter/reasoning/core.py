@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from common.artifacts import ATTRIBUTES_FILE
+from common.artifacts import ATTRIBUTES_FILE, VERIFICATION_FILE
 from common.io import atomic_write_json, atomic_write_text
 from dexter.reasoning.backend import Evidence, ReasoningBackend
 from dexter.reasoning.errors import ReasoningError
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 CAPTIONS_FILE = "captions.json"
 REPORT_FILE = "report.md"
-VERIFICATION_FILE = "verification.json"
 EFFECTS_PNG = "effects.png"
 PAIRS_PNG = "counterfactuals.png"
 AS_PROMPTS_FILE = "as_dexter_prompts.txt"

@@ -8,14 +8,11 @@ class folder, so captions.json stays valid when the outputs move (DVC cache, ano
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import ValidationError
-
+from common.artifacts import KEYWORDS_FILE, ArtifactError, KeywordsFile, read_keywords
 from dexter.reasoning.errors import ReasoningError
-from dexter.reasoning.schema import KeywordsFile
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -37,7 +34,7 @@ class ClassInputs:
 
     def fingerprint(self) -> str:
         """Hash of everything the outputs depend on: keywords.json and the frames' bytes."""
-        h = hashlib.sha256((self.class_dir / "keywords.json").read_bytes())
+        h = hashlib.sha256((self.class_dir / KEYWORDS_FILE).read_bytes())
         for rel in self.frames:
             h.update(rel.encode())
             h.update(hashlib.sha256(self.frame_path(rel).read_bytes()).digest())
@@ -45,17 +42,13 @@ class ClassInputs:
 
 
 def load_class_inputs(class_dir: Path | str) -> ClassInputs:
+    """The class's ``keywords.json`` (read by :func:`common.artifacts.read_keywords`, its one contract) and its
+    frames. Raises :class:`ReasoningError`, the reasoning's error, with the reader's message."""
     class_dir = Path(class_dir)
-    path = class_dir / "keywords.json"
-    if not path.is_file():
-        raise ReasoningError(f"{path}: not found (is {class_dir} a DEXTER class folder? run DEXTER first)")
     try:
-        meta = KeywordsFile.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except json.JSONDecodeError as e:
-        raise ReasoningError(f"{path}: not valid JSON ({e})") from None
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise ReasoningError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        meta = read_keywords(class_dir / KEYWORDS_FILE)
+    except ArtifactError as e:
+        raise ReasoningError(str(e)) from None
     frames = sorted(
         (p for p in class_dir.glob("run_*/frames/*") if p.suffix.lower() in FRAME_SUFFIXES and p.is_file()),
         key=_frame_order,

@@ -1,7 +1,8 @@
 """Validated shapes of what the reasoning module reads and writes.
 
-Inputs (``keywords.json`` from DEXTER) are validated on the way in so a malformed file is reported
-by name instead of surfacing as a KeyError deep inside a backend; outputs are validated on the way
+Inputs (``keywords.json`` from DEXTER, whose contract :class:`common.artifacts.KeywordsFile` is re-exported
+here) are validated on the way in so a malformed file is reported by name instead of surfacing as a KeyError
+deep inside a backend; outputs are validated on the way
 out so nothing unchecked (for instance an LLM's half-JSON) ever reaches ``attributes.json``.
 """
 
@@ -11,6 +12,8 @@ import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from common.artifacts import KeywordsFile, RunRecord  # noqa: F401 - keywords.json, re-exported from its one contract
 
 MAX_ATTRIBUTE_WORDS = 8
 MAX_ATTRIBUTE_CHARS = 60
@@ -22,31 +25,6 @@ _CAPTION_PREAMBLE = re.compile(r"^(sure|certainly|of course|okay|ok|here is|here
                                re.IGNORECASE)
 _CAPTION_REFUSAL = re.compile(r"\b(i'm sorry|i am sorry|i cannot|i can't|i'm unable|i am unable|as an ai)\b",
                               re.IGNORECASE)
-
-
-class RunRecord(BaseModel):
-    """One DEXTER run of a class, as ``keywords.json`` lists it (extra fields are tolerated)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    run: int
-    words: list[str] = Field(default_factory=list)
-    prompt: str = ""
-    steps: int = 0
-    stopped_early: bool = False
-    hits: int = 0
-
-
-class KeywordsFile(BaseModel):
-    """``keywords.json`` written by DEXTER for one class."""
-
-    model_config = ConfigDict(extra="allow")
-
-    class_index: int
-    class_name: str = Field(min_length=1)
-    mode: str = "single"
-    keywords: list[str] = Field(default_factory=list)
-    runs: list[RunRecord] = Field(default_factory=list)
 
 
 def clean_phrase(text: str) -> str:

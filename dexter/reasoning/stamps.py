@@ -8,9 +8,9 @@ import functools
 import json
 from pathlib import Path
 
+from common.artifacts import VERIFICATION_FILE
 from common.fingerprint import code_digest, json_digest
 from dexter.reasoning import ATTRIBUTES_FILE, CAPTIONS_FILE, REPORT_FILE
-from dexter.reasoning.core import VERIFICATION_FILE
 from dexter.reasoning.inputs import load_class_inputs
 
 STAMP = ".done.json"

@@ -19,6 +19,7 @@ Google Drive through ``gdown`` and verifies its md5; files already complete are 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tarfile
@@ -29,6 +30,8 @@ from pathlib import Path
 
 from dro.data import celeba, waterbirds
 from dro.data.base import DatasetError
+
+_log = logging.getLogger(__name__)
 
 USER_AGENT = "dexter-dro (torchvision-style dataset download)"
 Opener = Callable[..., object]
@@ -83,8 +86,8 @@ def ensure_celeba(root: Path, download: bool) -> Path:
         ) from None
     from torchvision.datasets import CelebA
 
-    print(f"Downloading CelebA (about 1.4 GB) into {root / 'celeba'} with torchvision + gdown; each file's md5 is "
-          "verified and complete files are skipped if you rerun after an interruption.")
+    _log.info(f"Downloading CelebA (about 1.4 GB) into {root / 'celeba'} with torchvision + gdown; each file's md5 "
+              "is verified and complete files are skipped if you rerun after an interruption.")
     try:
         CelebA(root=str(root), split="all", target_type=[], download=True)
     except Exception as e:  # gdown raises its own error types (quota, HTML page instead of file, no network)

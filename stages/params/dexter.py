@@ -47,7 +47,7 @@ class DexterSection(Section):
     backprop_steps: int | None = Field(_D.backprop_steps, ge=1)  # CHANGES THE METHOD: gradient through only the
     # last K sampler steps (the earlier ones run without gradient); None = through all of them (the paper)
     seed: int = _D.seed
-    classes: list[int | str] | str | None = None  # None / "all" = every class; indices and ranges "a-b"
+    classes: list[int | str] | str | None = "all"  # "all" (or null) = every class; indices and ranges "a-b"
     save_frames: bool = _D.save_frames
 
     @model_validator(mode="after")

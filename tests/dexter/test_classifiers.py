@@ -214,3 +214,41 @@ def test_moving_a_wrapped_pipeline_classifier_moves_what_its_preprocess_reads():
     assert model._mean.dtype == torch.float64  # on a GPU: the device would be moved the same way
     logits, _ = clf(torch.rand(1, 3, 16, 16, dtype=torch.float64))
     assert logits.dtype == torch.float64
+
+
+def test_one_preprocessing_implementation_and_one_error_for_every_classifier():
+    """DEXTER's input settings are modes of the common preprocessing, its errors the common ModelError, and a
+    pipeline classifier is fed exactly the input it was trained with (its own preprocess)."""
+    from common.checkpoints import CheckpointError
+    from common.classifier import ModelError, Preprocess, build_classifier, resize_and_normalise
+    from dexter.classifiers import Normalize, ResizeNormalize, wrap_pipeline_classifier
+
+    assert isinstance(ResizeNormalize(256), Preprocess) and isinstance(Normalize(224, resize=256), Preprocess)
+    assert ClassifierError is ModelError and issubclass(CheckpointError, ModelError)
+    torch.manual_seed(0)
+    model = build_classifier("small_cnn", ("a", "b"), 32, width=4).eval()
+    x = torch.rand(2, 3, 64, 64)  # a generated image, bigger than the classifier's 32 px
+    seen = wrap_pipeline_classifier(model).preprocess(x)
+    half = torch.full((1, 3, 1, 1), 0.5)
+    assert torch.equal(seen, resize_and_normalise(x, 32, half, half, mode="square"))
+    assert torch.equal(seen, model.preprocess(x))
+
+
+def test_dexter_and_the_import_give_the_same_download_error(monkeypatch):
+    import urllib.error
+
+    import torchvision.models
+
+    from common.classifier import ModelError, build_classifier
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.models, "get_model", offline)
+    messages = []
+    for load in (lambda: load_torchvision("resnet50"), lambda: build_classifier("resnet50", ["a", "b"], 224,
+                                                                                  pretrained=True)):
+        with pytest.raises(ModelError) as err:
+            load()
+        messages.append(str(err.value).split(";")[0])
+    assert messages[0] == messages[1] == "ImageNet weights for 'resnet50' cannot be fetched (ResNet50_Weights.IMAGENET1K_V1"

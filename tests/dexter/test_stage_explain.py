@@ -108,7 +108,7 @@ def test_rerun_after_a_kill_reuses_finished_runs(tmp_path, model_set, erm, monke
     stamp, content = run_0.stat().st_mtime_ns, run_0.read_text()
     capsys.readouterr()
     out = _explain(tmp_path, p, erm)
-    assert "000_circle: reusing 1 finished run(s)" in capsys.readouterr().out
+    assert "000_circle: reusing 1 finished run(s)" in capsys.readouterr().err
     assert (out / "run_0/result.json").stat().st_mtime_ns == stamp and (out / "run_0/result.json").read_text() == content
     assert [r["run"] for r in json.loads((out / "keywords.json").read_text())["runs"]] == [0, 1]
     assert not (tmp_path / "outputs/checkpoints/explain/class_0").exists()  # a finished stage leaves no work
@@ -121,7 +121,7 @@ def test_rerun_with_other_settings_discards_the_interrupted_runs(tmp_path, model
     _interrupted(tmp_path, _params(tmp_path, model_set), erm, monkeypatch)
     capsys.readouterr()
     out = _explain(tmp_path, _params(tmp_path, model_set, lr=0.05), erm)  # a changed setting
-    assert "reusing" not in capsys.readouterr().out
+    assert "reusing" not in capsys.readouterr().err
     assert json.loads((out / "run_0/config.json").read_text())["lr"] == 0.05
 
 
@@ -137,7 +137,7 @@ def test_rerun_with_another_classifier_discards_the_interrupted_runs(tmp_path, m
     save_classifier(build_classifier("small_cnn", ("circle", "square"), 16, width=4), erm)
     capsys.readouterr()
     out = _explain(tmp_path, p, erm)
-    assert "reusing" not in capsys.readouterr().out
+    assert "reusing" not in capsys.readouterr().err
     assert (out / "run_0/result.json").stat().st_mtime_ns != stamp  # computed again, not moved over
 
 
@@ -148,7 +148,7 @@ def test_finished_stage_rerun_computes_again(tmp_path, model_set, erm, monkeypat
     first = (_explain(tmp_path, p, erm) / "run_0/result.json").stat().st_mtime_ns
     capsys.readouterr()
     second = (_explain(tmp_path, p, erm) / "run_0/result.json").stat().st_mtime_ns
-    assert "reusing" not in capsys.readouterr().out and second != first
+    assert "reusing" not in capsys.readouterr().err and second != first
 
 
 def test_skip_absent_classes(tmp_path, model_set, erm, monkeypatch):
@@ -229,7 +229,7 @@ def test_sharded_stage_resumes_after_a_killed_worker(tmp_path, model_set, erm, m
     _fake_torchrun(monkeypatch)
     capsys.readouterr()
     explain.main.__wrapped__([*args, "--out", "outputs/two", "--metrics", "two.json"])
-    assert "001_square: reusing 1 finished run(s)" in capsys.readouterr().out
+    assert "001_square: reusing 1 finished run(s)" in capsys.readouterr().err
     assert _keywords(tmp_path / "outputs/two") == _keywords(tmp_path / "outputs/one")
     assert set(json.loads((tmp_path / "two.json").read_text())["classes"]) == {"circle", "square"}
     assert not work.exists()
@@ -268,6 +268,6 @@ def test_real_torchrun_two_processes_give_the_keywords_of_one(tmp_path, model_se
                            "--metrics", "two.json"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert "--nproc-per-node 2 --standalone" in proc.stdout
-    assert "rank 0/2: classes [0]" in proc.stdout and "rank 1/2: classes [1]" in proc.stdout
+    assert "--nproc-per-node 2 --standalone" in proc.stderr  # the stages log to stderr (stages.common)
+    assert "rank 0/2: classes [0]" in proc.stderr and "rank 1/2: classes [1]" in proc.stderr
     assert _keywords(tmp_path / "outputs/two") == _keywords(tmp_path / "outputs/one")

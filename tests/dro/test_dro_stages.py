@@ -114,7 +114,7 @@ def test_erm_row_is_trained_when_the_audited_model_differs(tmp_path, small_world
                      convention_for("synthetic"), "cpu") is None
     smaller = {**small_world, "train": small_world["val"]}
     assert reuse_erm(tmp_path / "erm", smaller, spec, cfg, convention_for("synthetic"), "cpu") is None
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # the library logs (logging, to stderr as the stages configure it)
     assert "differs (train.seed)" in out and "differs (train.epochs)" in out and "model.image_size" in out
     assert "data.train" in out
     assert reuse_erm(tmp_path / "nothing", small_world, spec, cfg, convention_for("synthetic"), "cpu") is None
