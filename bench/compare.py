@@ -217,7 +217,13 @@ def write_results(path: Path, results: list[dict], args, command: str) -> None:
             "`python bench/compare.py --size real --device cuda --dtype bf16` measures them on a GPU.",
         ]
     lines.append("")
-    path.write_text("\n".join(lines))
+    kept = ""  # the sections measured by other scripts (bench/method_flags.py) stay below the marker
+    if path.exists() and KEEP_MARKER in (text := path.read_text()):
+        kept = text[text.index(KEEP_MARKER):]
+    path.write_text("\n".join(lines) + (f"\n{kept}" if kept else ""))
+
+
+KEEP_MARKER = "<!-- measured by other scripts: bench/compare.py keeps what follows -->"
 
 
 if __name__ == "__main__":

@@ -293,7 +293,7 @@ def _lora(args: argparse.Namespace) -> str | None:
 
 
 def _check_models(args: argparse.Namespace, bert: str | None) -> None:
-    from dexter.loading import ModelLoadError, check_spec
+    from dexter.loading import ModelLoadError, check_spec, check_tiny_vae
 
     try:
         check_spec(args.sd, "stable_diffusion")
@@ -301,6 +301,8 @@ def _check_models(args: argparse.Namespace, bert: str | None) -> None:
             check_spec(_lora(args), "lcm_lora")
         if bert:
             check_spec(bert, "bert")
+        if getattr(args, "tiny_vae", None):
+            check_tiny_vae(args.tiny_vae, args.sd)
     except ModelLoadError as err:
         raise CliError(str(err)) from None
 

@@ -50,6 +50,8 @@ class DexterConfig:
     save_frames: bool = True
     backprop_steps: int | None = None  # gradient through the last K sampler steps only (changes the method);
     # None = through every step (the paper)
+    tiny_vae: str | None = None  # a diffusers AutoencoderTiny (hub id or folder, e.g. madebyollin/taesd for
+    # SD v1.x) decodes the step's latents instead of the full VAE decoder (changes the method); None = full VAE
 
     # step_noise: the initial latent of a run is fixed (the prompt is what changes). The noise the LCM
     # scheduler injects between its steps is drawn FRESH at every optimisation step by default, as in the
@@ -80,6 +82,9 @@ class DexterConfig:
             raise DexterInputError(f"max_batch must be at least 1 or None, got {self.max_batch}")
         if self.backprop_steps is not None and self.backprop_steps < 1:
             raise DexterInputError(f"backprop_steps must be at least 1 or None, got {self.backprop_steps}")
+        if self.tiny_vae is not None and not (isinstance(self.tiny_vae, str) and self.tiny_vae.strip()):
+            raise DexterInputError(f"tiny_vae must be a hub id or folder of an AutoencoderTiny, or None; got "
+                                   f"{self.tiny_vae!r}")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> DexterConfig:

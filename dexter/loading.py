@@ -30,6 +30,7 @@ _MARKER = {
     "lcm_lora": "pytorch_lora_weights.safetensors",
     "bert": "config.json",
     "clip": "config.json",
+    "tiny_vae": "config.json",
 }
 
 
@@ -176,4 +177,44 @@ def load_bert(spec: str, device: torch.device | str = "cpu", dtype: torch.dtype 
     return _freeze(model, device), tok
 
 
-__all__ = ["ModelLoadError", "SDComponents", "check_spec", "load_bert", "load_sd", "resolve_dtype"]
+def tiny_vae_mismatch(tiny_config, latent_channels: int, scale_factor: int) -> str | None:
+    """Why an AutoencoderTiny of config ``tiny_config`` cannot decode the generator's latents (``latent_channels``
+    channels, ``scale_factor`` pixels per latent), or None when it can."""
+    channels = int(tiny_config["latent_channels"])
+    if channels != latent_channels:
+        return (f"tiny_vae has {channels} latent channels but the UNet makes {latent_channels}: it decodes "
+                f"another model family's latents (SD v1.x: madebyollin/taesd)")
+    blocks = len(tiny_config["decoder_block_out_channels"])
+    factor = int(tiny_config["upsampling_scaling_factor"]) ** (blocks - 1)
+    if factor != scale_factor:
+        return f"tiny_vae upsamples latents {factor}x but the generator's VAE {scale_factor}x"
+    return None
+
+
+def check_tiny_vae(spec: str, sd_spec: str) -> str:
+    """``spec`` if it names an AutoencoderTiny that can decode ``sd_spec``'s latents, else a one-line
+    :class:`ModelLoadError`. Reads only the three models' config files (before any weights are loaded)."""
+    from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
+
+    check_spec(spec, "tiny_vae")
+    tiny = _load("tiny_vae", spec, AutoencoderTiny.load_config, spec)
+    if tiny.get("_class_name", "AutoencoderTiny") != "AutoencoderTiny" or "decoder_block_out_channels" not in tiny:
+        raise ModelLoadError(f"tiny_vae: {spec!r} is a {tiny.get('_class_name')}, not a diffusers AutoencoderTiny")
+    unet = _load("stable_diffusion", sd_spec, UNet2DConditionModel.load_config, sd_spec, subfolder="unet")
+    vae = _load("stable_diffusion", sd_spec, AutoencoderKL.load_config, sd_spec, subfolder="vae")
+    why = tiny_vae_mismatch(tiny, int(unet["in_channels"]), 2 ** (len(vae["block_out_channels"]) - 1))
+    if why is not None:
+        raise ModelLoadError(f"{why} ({spec!r} with {sd_spec!r})")
+    return spec
+
+
+def load_tiny_vae(spec: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+    """A frozen diffusers ``AutoencoderTiny`` (its decoder replaces the VAE decoder: ``dexter.tiny_vae``)."""
+    from diffusers import AutoencoderTiny
+
+    check_spec(spec, "tiny_vae")
+    return _freeze(_load("tiny_vae", spec, AutoencoderTiny.from_pretrained, spec, dtype=dtype), device)
+
+
+__all__ = ["ModelLoadError", "SDComponents", "check_spec", "check_tiny_vae", "load_bert", "load_sd", "load_tiny_vae",
+           "resolve_dtype", "tiny_vae_mismatch"]

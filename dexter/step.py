@@ -46,7 +46,7 @@ class DexterModels:
     """The frozen models of one DEXTER setup, prepared for one template."""
 
     def __init__(self, sd: SDComponents, bert, bert_tokenizer, classifier: FeatureHeadClassifier, vmap: VocabMap,
-                 config: DexterConfig, device: torch.device | str) -> None:
+                 config: DexterConfig, device: torch.device | str, decoder=None) -> None:
         self.sd, self.classifier, self.config = sd, classifier, config
         self.device = torch.device(device)
         self.text = TextSide(bert, bert_tokenizer, sd.text_encoder, sd.tokenizer, vmap, config.template_text)
@@ -64,6 +64,14 @@ class DexterModels:
                                    f"factor {f}")
         self.safety = None  # a dexter.safety.SafetyFilter for saved frames (set by the loader), or None
         self.latent_shape = (int(sd.unet.config.in_channels), self.resolution // f, self.resolution // f)
+        # What decodes the step's latents: the VAE, or an AutoencoderTiny (``config.tiny_vae``, changes the method)
+        self.decoder = sd.vae if decoder is None else decoder
+        if decoder is not None:
+            from dexter.loading import tiny_vae_mismatch
+
+            why = tiny_vae_mismatch(decoder.config, self.latent_shape[0], f)
+            if why is not None:
+                raise DexterInputError(why)
         self.uncond_states = None
         if config.guidance_scale > 1.0:
             from dexter.text import encode_prompts
@@ -169,7 +177,7 @@ def dexter_step(models: DexterModels, states: Sequence[RunState]) -> list[StepRe
     text_states = models.text.clip_states(onehots).repeat_interleave(n, dim=0)  # (B*n, 77, D)
     latents = torch.cat([s.latents for s in states])
     images = sample_images(
-        text_states, latents, models.sd.scheduler, models.sd.unet, models.sd.vae, cfg.inference_steps,
+        text_states, latents, models.sd.scheduler, models.sd.unet, models.decoder, cfg.inference_steps,
         cfg.guidance_scale, models.uncond_states, [seed for s in states for seed in step_noise_seeds(cfg, s)],
         grad_steps=cfg.backprop_steps,
     )

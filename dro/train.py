@@ -262,18 +262,37 @@ def _sum_over_ranks(loss_sum: float, correct: int, seen: int, device) -> tuple[f
     return float(t[0]), int(t[1]), int(t[2])
 
 
-def _ddp(module: nn.Module, device, log: Callable[[str], None] | None) -> nn.Module:
-    """``module`` under DistributedDataParallel. On CUDA its batch norms were made SyncBatchNorm (``train``),
-    so their statistics are the global batch's; torch's SyncBatchNorm has no CPU kernel: on CPU they stay
-    per rank."""
+def _global_batchnorm(module: nn.Module, device) -> nn.Module:
+    """``module`` with batch norms over the global batch (several processes): torch's SyncBatchNorm on CUDA,
+    :class:`dro.sync_bn.GlobalBatchNorm` elsewhere (SyncBatchNorm raises for CPU inputs). Without it every
+    rank would normalise with its own slice's statistics: another function than one process computes."""
+    if torch.device(device).type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)  # replaces the children in place
+    from dro.sync_bn import convert_global_batchnorm, has_batchnorm
+
+    return convert_global_batchnorm(module, _stats_group()) if has_batchnorm(module) else module
+
+
+_STATS_GROUP = None
+
+
+def _stats_group():
+    """A process group of its own for the batch-norm statistics (made once, by every rank together)."""
+    global _STATS_GROUP
+    if _STATS_GROUP is None:
+        import torch.distributed as dist
+
+        _STATS_GROUP = dist.new_group()
+    return _STATS_GROUP
+
+
+def _ddp(module: nn.Module, device) -> nn.Module:
+    """``module`` under DistributedDataParallel (its batch norms already global, ``_global_batchnorm``)."""
     from torch.nn.parallel import DistributedDataParallel
 
     device = torch.device(device)
     if device.type == "cuda":
         return DistributedDataParallel(module, device_ids=[device.index])
-    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
-    if has_bn and log is not None:
-        log("note: batch-norm statistics are per process on CPU (SyncBatchNorm needs CUDA)")
     return DistributedDataParallel(module)
 
 
@@ -302,8 +321,8 @@ def train(
     ckpt_dir = Path(ckpt_dir)
     module.to(device)
     world, rank = _world()
-    if world > 1 and torch.device(device).type == "cuda":  # before the optimizer takes the parameters
-        module = nn.SyncBatchNorm.convert_sync_batchnorm(module)  # replaces the children in place
+    if world > 1:  # before the optimizer takes the parameters
+        module = _global_batchnorm(module, device)
     if torch.device(device).type == "cuda":  # resume == uninterrupted needs deterministic kernels
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     if cfg.method == "group_dro" and train_data.groups is None:
@@ -326,7 +345,7 @@ def train(
     net: nn.Module = module
     if world > 1:
         _check_divisible(len(train_data.y), cfg.batch_size, world)
-        net = _ddp(module, device, log if rank == 0 else None)
+        net = _ddp(module, device)
         loss_fn.distributed = True
 
     start_epoch, history, best = 0, [], {"epoch": 0, "score": -1.0}

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     from dexter.classifiers import wrap_pipeline_classifier
     from dexter.pipeline import check_model_specs, explain
 
-    check_model_specs(models.stable_diffusion, models.bert, models.lcm_lora)
+    check_model_specs(models.stable_diffusion, models.bert, models.lcm_lora, config.tiny_vae)
     if not args.classifier.is_dir():
         raise StageInputError(f"no classifier at {args.classifier} (run the train_erm stage first)")
     from common.classifier import load_classifier
@@ -225,6 +225,9 @@ def run_fingerprint(config, section, run_info: dict, device, classifier_dir: Pat
     for key in ("stable_diffusion", "lcm_lora", "bert"):
         spec = run_info[key]
         models[key] = [spec, tree_signature(spec) if spec is not None and Path(spec).exists() else None]
+    tiny = config.tiny_vae
+    if tiny is not None:  # its spec is in the config; a local folder's files count too
+        models["tiny_vae"] = [tiny, tree_signature(tiny) if Path(tiny).exists() else None]
     parts = {
         "config": asdict(config), "dtype": section.dtype, "feature_neurons": section.feature_neurons,
         "device": device.type, "dataset": run_info["dataset"],

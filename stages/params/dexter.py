@@ -46,6 +46,8 @@ class DexterSection(Section):
     compile: bool = False  # torch.compile the UNet and the VAE decoder (same computation; slow first step)
     backprop_steps: int | None = Field(_D.backprop_steps, ge=1)  # CHANGES THE METHOD: gradient through only the
     # last K sampler steps (the earlier ones run without gradient); None = through all of them (the paper)
+    tiny_vae: str | None = _D.tiny_vae  # CHANGES THE METHOD: an AutoencoderTiny (hub id or folder) decodes the
+    # step's latents instead of the full VAE decoder; None = the full decoder (the paper)
     seed: int = _D.seed
     classes: list[int | str] | str | None = "all"  # "all" (or null) = every class; indices and ranges "a-b"
     save_frames: bool = _D.save_frames

@@ -84,3 +84,20 @@ def test_compare_writes_results(tmp_path):
     assert [(r["which"], r["batch"]) for r in results] == [("original", 1), ("project", 1), ("project", 2)]
     text = (tmp_path / "R.md").read_text()
     assert "| original (re-created) | 1 |" in text and "No GPU was available" in text
+
+
+def test_compare_keeps_the_sections_measured_by_other_scripts(tmp_path):
+    """bench/compare.py rewrites its table but keeps what follows the marker (bench/method_flags.py's figures)."""
+    from types import SimpleNamespace
+
+    compare = _bench_module("compare")
+    out = tmp_path / "R.md"
+    out.write_text(f"old table\n\n{compare.KEEP_MARKER}\n\n## Flags\nkept figures\n")
+    row = {"resolution": 64, "dtype": "float32", "device": "cpu", "device_name": "x", "threads": 1,
+           "peak_memory_mb": 1.0}
+    results = [{**row, "which": "original", "batch": 1, "seconds_per_step": 2.0},
+               {**row, "which": "project", "batch": 1, "seconds_per_step": 1.0}]
+    compare.write_results(out, results, SimpleNamespace(size="tiny", steps=1, warmup=0, steps_per_class=10), "cmd")
+    text = out.read_text()
+    assert "old table" not in text and "| project | 1 |" in text
+    assert text.endswith(f"{compare.KEEP_MARKER}\n\n## Flags\nkept figures\n")

@@ -28,13 +28,17 @@ def problem(n: int = 50):
     return TensorSource.from_pixels(pixels), y, groups
 
 
-def model() -> nn.Module:
+def model(arch: str = "plain") -> nn.Module:
+    """``plain``: no batch norm; ``bn``: a batch norm whose statistics must be the global batch's."""
     torch.manual_seed(0)
+    if arch == "bn":
+        return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                             nn.Flatten(), nn.Linear(16, 2))
     return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
                          nn.Linear(16, 2))
 
 
-def main(out: Path, method: str = "group_dro") -> None:
+def main(out: Path, method: str = "group_dro", arch: str = "plain") -> None:
     import torch.distributed as dist
 
     if "WORLD_SIZE" in os.environ:
@@ -45,12 +49,12 @@ def main(out: Path, method: str = "group_dro") -> None:
     cfg = TrainConfig(method=method, epochs=3, batch_size=8, lr=0.05, optimizer="sgd", momentum=0.9, seed=0,
                       eta=0.5, adjustment=1.0)
     seen = []
-    m = model()
+    m = model(arch)
     split = SplitData(source, y, groups, 4)
     result = train(m, split, split, cfg, out / "ckpt", log=lambda s: None, session="s",
                    on_batch=lambda e, s: seen.append((e, s)))
     q = torch.load(out / "ckpt" / "last.pt", weights_only=True)["loss"].get("q")  # q after the last step
-    again = train(model(), split, split, cfg, out / "ckpt", log=lambda s: None, session="s")
+    again = train(model(arch), split, split, cfg, out / "ckpt", log=lambda s: None, session="s")
     torch.save({"model": m.state_dict(), "q": q, "history": result.history, "steps": len(seen),
                 "resumed_from": again.resumed_from}, out / f"rank{rank}.pt")
     if dist.is_initialized():

@@ -3,6 +3,9 @@ process with the same global batch: the group-DRO weights and the model, within 
 
 Without the all-reduce of the per-group loss sums and counts each rank would update ``q`` from its own
 half of the batch: ``q`` differs between the ranks and from the one-process run (this test fails so).
+With batch norms (``bn``) each rank would normalise with its own half's statistics and keep its own
+running statistics unless they are the global batch's (``dro.sync_bn``): the weights, the running
+statistics and the accuracies then differ from one process (this case fails so).
 """
 
 import os
@@ -27,12 +30,12 @@ def _run(cmd, cwd):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
 
 
-@pytest.mark.parametrize("method", ["group_dro", "erm"])
-def test_two_processes_match_one(tmp_path, method):
+@pytest.mark.parametrize(("method", "arch"), [("group_dro", "plain"), ("erm", "plain"), ("group_dro", "bn")])
+def test_two_processes_match_one(tmp_path, method, arch):
     one, two = tmp_path / "one", tmp_path / "two"
-    _run([sys.executable, str(WORKER), str(one), method], tmp_path)
+    _run([sys.executable, str(WORKER), str(one), method, arch], tmp_path)
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-          str(WORKER), str(two), method], tmp_path)
+          str(WORKER), str(two), method, arch], tmp_path)
     ref = torch.load(one / "rank0.pt", weights_only=False)
     ranks = [torch.load(two / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     assert ref["steps"] == 7 * 3  # ceil(50 / 8) global batches per epoch
