@@ -47,6 +47,7 @@ def main() -> None:
         metrics_path=args.metrics,
         clip_dir=models.clip,
         sd_dir=models.stable_diffusion,
+        threads=None,  # torch's default, which honours OMP_NUM_THREADS (2 forced threads on a busy core: 10x slower)
     )
 
 

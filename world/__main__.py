@@ -25,13 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--out", type=Path, default=Path("data/world"))
     train.add_argument("--work", type=Path, default=Path("outputs/world-train"),
                        help="checkpoints and intermediate state")
-    train.add_argument("--phases", default="vae,clip,bert,sd", help="comma-separated subset of vae,clip,bert,sd")
+    train.add_argument("--phases", default="vae,clip,clip_tune,bert,sd",
+                       help="comma-separated subset of vae,clip,clip_tune,bert,sd")
     for f in fields(WorldTrainSettings):
         kind = _bool if isinstance(f.default, bool) else type(f.default)
         train.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None)
     gates = sub.add_parser("gates", help="measure the quality gates of trained world models")
     gates.add_argument("--models", type=Path, default=Path("data/world"))
-    gates.add_argument("--samples", type=int, default=200)
+    gates.add_argument("--samples", type=int, default=1200)
     gates.add_argument("--seed", type=int, default=0)
     gates.add_argument("--metrics", type=Path, default=None, help="also write the metrics JSON here")
     gates.add_argument("--threads", type=int, default=2)

@@ -100,7 +100,7 @@ def generate(pipe, prompts: list[str], seed: int, batch_size: int = 50) -> torch
 
 def run_gates(
     models: Path | str,
-    n: int = 200,
+    n: int = 1200,
     seed: int = 0,
     metrics_path: Path | str | None = None,
     threads: int | None = 2,

@@ -31,6 +31,8 @@ class WorldTrainSettings:
     clip_prompt_weight: float = 1.0
     clip_probe_weight: float = 1.0
     clip_vision_warm_steps: int = 300  # supervised warm start of the vision tower (see clip.train_clip)
+    clip_tune_steps: int = 0  # then this many steps at clip_tune_lr (phase clip_tune; the rich world: 1000)
+    clip_tune_lr: float = 3e-4
     # BERT
     bert_steps: int = 500
     bert_batch: int = 64
@@ -44,6 +46,9 @@ class WorldTrainSettings:
     # shape faithfulness moved between 0.86 and 0.97 every 500 steps); annealing settles it. Steps before the
     # decay are identical to a constant-rate run's, so a constant run resumes into a decaying one exactly.
     unet_decay_steps: int = 0
+    # then a second cosine cycle of this many steps from unet_tune_lr to 0 (the rich world: 2000 at 3e-4)
+    unet_tune_steps: int = 0
+    unet_tune_lr: float = 3e-4
     joint_text_encoder: bool = True  # train the generator's text encoder with the UNet (else: CLIP's, frozen)
     lcm_timestep_share: float = 0.75  # share of UNet training timesteps drawn from the 4-step LCM schedule
     sampling_steps: int = 4

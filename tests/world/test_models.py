@@ -185,3 +185,13 @@ def test_unet_rate_decays_only_over_the_last_steps():
     assert all(a > b for a, b in zip(decaying[600:], decaying[601:]))
     assert decaying[799] == pytest.approx(5e-4, rel=1e-2)
     assert decaying[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_unet_second_cycle_starts_at_its_own_rate_and_leaves_the_first_unchanged():
+    from world.generator import lr_at, unet_rate
+
+    first = [lr_at(s, 1e-3, total=1000, decay=400) for s in range(1000)]
+    both = [unet_rate(s, 1e-3, 1000, 400, 500, 3e-4) for s in range(1500)]
+    assert both[:1000] == first
+    assert both[1000] == pytest.approx(3e-4, rel=1e-4) and both[1250] == pytest.approx(1.5e-4, rel=1e-2)
+    assert all(a > b for a, b in zip(both[1000:], both[1001:])) and both[-1] == pytest.approx(0.0, abs=1e-12)

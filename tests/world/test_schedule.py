@@ -48,3 +48,25 @@ def test_world_train_with_a_one_step_warm_up(tmp_path):
     assert rc == 0
     assert json.loads((tmp_path / "work" / "vae" / ".done").read_text())["final_mse"] > 0
     assert (tmp_path / "out" / "bert" / ".done").exists()
+
+
+def test_clip_tune_continues_the_trained_clip_once(tmp_path):
+    """``--clip-tune-steps``: the clip_tune phase continues out/clip and marks it; a rerun with the same
+    setting does nothing, one with another setting is refused (the folder would not be what it says)."""
+    from world.__main__ import main
+
+    torch.set_num_threads(1)
+    args = ["train", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--phases",
+            "clip,clip_tune", "--clip-steps", "4", "--clip-batch", "4", "--clip-vision-warm-steps", "0",
+            "--train-images", "16", "--threads", "1"]
+    assert main([*args, "--clip-tune-steps", "0"]) == 0
+    clip = tmp_path / "out" / "clip"
+    assert not (clip / ".tuned").exists()
+    before = (clip / "model.safetensors").read_bytes()
+    assert main([*args, "--clip-tune-steps", "3"]) == 0
+    assert json.loads((clip / ".tuned").read_text())["steps"] == 3
+    tuned = (clip / "model.safetensors").read_bytes()
+    assert tuned != before
+    assert main([*args, "--clip-tune-steps", "3"]) == 0 and (clip / "model.safetensors").read_bytes() == tuned
+    with pytest.raises(ValueError, match="tuned with"):
+        main([*args, "--clip-tune-steps", "5"])
