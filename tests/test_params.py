@@ -31,15 +31,23 @@ def test_repo_params_are_valid(raw: dict) -> None:
     assert isinstance(params, Params)
     assert params.dataset in ("synthetic", "waterbirds", "celeba")
     assert params.dataset_section.models in params.models
-    # the default is the small preset until the rich world's models pass their gates
+    # the default is the small preset until the rich world's audit passes its acceptance
     assert params.synthetic.preset == "small" and params.synthetic.world_config().num_cells == 8
     params = parse_params(raw)
     world = params.synthetic.world_config()
     assert world.num_cells == 64 and world.biased_classes == ("circle", "square", "triangle")
+    from stages.params.data import WORLD_METHODS
     from stages.params.dro import DEFAULT_METHODS
 
-    assert params.methods == [*DEFAULT_METHODS, "dro_classname", "dro_random"]
+    assert params.methods == [*WORLD_METHODS, "dro_classname", "dro_random"]
     assert params.retrain_seeds == [0]  # seeds: auto -> one seed on the synthetic world
+    # synthetic.methods: null gives the world every row of dro.methods; other datasets never read it
+    edited = copy.deepcopy(raw)
+    edited["synthetic"]["methods"] = None
+    assert parse_params(edited).methods == [*DEFAULT_METHODS, "dro_classname", "dro_random"]
+    edited.update(dataset="waterbirds")
+    edited["synthetic"]["methods"] = ["erm"]
+    assert parse_params(edited).methods == DEFAULT_METHODS
 
 
 def test_seeds_auto_is_three_on_real_datasets(raw: dict) -> None:
@@ -115,6 +123,7 @@ CASES = [
     (_set("synthetic.preset", "huge"), "synthetic.preset: Input should be 'small' or 'rich'"),
     (_set("synthetic.ablations", ["dro_oracle"]), "synthetic.ablations.0: Input should be 'dro_classname' or"),
     (_set("synthetic.num_classes", 2), "synthetic.num_classes: unknown key"),
+    (_set("synthetic.methods", ["erm", "nope"]), "synthetic.methods: unknown method 'nope'; known: erm,"),
     (_set("dataset", "imagenet"), "dataset: Input should be 'synthetic', 'waterbirds', 'celeba' or 'folder'"),
     (_set("synthetic.models", "nope"), "synthetic.models names 'nope'"),
     (_drop("models.world.bert"), "models.world.bert: required key is missing"),
@@ -187,19 +196,20 @@ def test_dataset_dexter_overrides_apply_only_to_that_dataset(raw: dict) -> None:
 PIPELINE_CHOICES = {
     # The schema's synthetic defaults describe the rich world (preset null, its classes, colours, backgrounds,
     # shortcuts and models spelled out, as params.yaml also spells them out); the repository runs the small
-    # world until the rich world's models pass their gates. Making "small" the schema's default would make
+    # world until the rich world's audit passes its acceptance. Making "small" the schema's default would make
     # every one of those stated rich-world keys a departure instead (the preset replaces them).
-    "synthetic.preset": "the small world is the default until the rich world's models pass their gates",
-    # The sizes belong to that choice: the small world's. A preset does not set sizes (a config with preset
-    # small states its own, e.g. the tests' 200 images), so they cannot come from the preset.
+    "synthetic.preset": "the small world is the default until the rich world's audit passes its acceptance",
+    # The sizes and epochs belong to that choice: the small world's. A preset does not set them (a config with
+    # preset small states its own, e.g. the tests' 200 images), so they cannot come from the preset.
     "synthetic.train_size": "the small world's sizes (the schema's are the rich world's)",
     "synthetic.val_size": "the small world's sizes",
     "synthetic.test_size": "the small world's sizes",
+    "synthetic.train.epochs": "the small world's 10 epochs (the rich world needs the schema's 20)",
     # A dataset section's ``dexter`` overrides the global section. Its schema default must stay "no override":
     # an override present by default would silently replace the global dexter keys it names for every config
     # that does not state it (a config setting dexter.steps would get the world's 40 steps instead), a second
     # hidden default for the same setting.
-    "synthetic.dexter": "the small world's models are tiny: short DEXTER runs (the schema: no override)",
+    "synthetic.dexter": "the world's models are tiny: short DEXTER runs (the schema: no override)",
 }
 
 

@@ -125,9 +125,12 @@ class Params(Section):
 
     @property
     def methods(self) -> list[str]:
-        """The retraining rows: ``dro.methods``, plus the synthetic world's ablation rows."""
-        extra = self.synthetic.ablations if self.is_world else []
-        return [*self.dro.methods, *extra]
+        """The retraining rows: ``dro.methods`` (on the synthetic world ``synthetic.methods`` unless null), plus
+        the world's ablation rows."""
+        if not self.is_world:
+            return list(self.dro.methods)
+        base = self.dro.methods if self.synthetic.methods is None else self.synthetic.methods
+        return [*base, *self.synthetic.ablations]
 
     @property
     def world_root(self) -> Path:

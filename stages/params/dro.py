@@ -110,10 +110,15 @@ class DroSection(Section):
     @field_validator("methods")
     @classmethod
     def _distinct(cls, v):
-        from dro.methods import get_method
+        return check_method_names(v)
 
-        if not v or len(set(v)) != len(v):
-            raise ValueError("methods must be a non-empty list without repeats")
-        for name in v:
-            get_method(name)  # unknown -> one line listing the known methods
-        return v
+
+def check_method_names(names: list[str]) -> list[str]:
+    """A non-empty list of registered method names without repeats (``dro.methods``, ``synthetic.methods``)."""
+    from dro.methods import get_method
+
+    if not names or len(set(names)) != len(names):
+        raise ValueError("methods must be a non-empty list without repeats")
+    for name in names:
+        get_method(name)  # unknown -> one line listing the known methods
+    return names

@@ -16,5 +16,5 @@ class WorldSection(Section):
     """
 
     root: str | None = None
-    gate_samples: int = Field(200, ge=10)
+    gate_samples: int = Field(1200, ge=10)
     gate_seed: int = 0
