@@ -62,13 +62,17 @@ def _fit_average(x: np.ndarray, y: np.ndarray, groups: np.ndarray, c: float, n_f
         if len(np.unique(y[sub])) != num_classes:
             raise ValueError(f"DFR: a balanced subset lacks a class ({len(np.unique(y[sub]))} of {num_classes}): "
                              "the visible groups must cover every class")
-        clf = LogisticRegression(penalty="l1", C=c, solver="liblinear", random_state=int(rng.integers(2**31)))
-        clf.fit(x[sub], y[sub])
         w, b = np.zeros((num_classes, x.shape[1])), np.zeros(num_classes)
-        if len(clf.classes_) == 2 and num_classes == 2:  # sklearn's binary form: logit of class 1 vs 0
+        state = int(rng.integers(2**31))
+        if num_classes == 2:  # sklearn's binary form: the logit of class 1 against class 0
+            clf = LogisticRegression(l1_ratio=1.0, C=c, solver="liblinear", random_state=state)
+            clf.fit(x[sub], y[sub])
             w[1], b[1] = clf.coef_[0], clf.intercept_[0]
-        else:  # one-vs-rest: one row per class
-            w[clf.classes_], b[clf.classes_] = clf.coef_, clf.intercept_
+        else:  # one-vs-rest, one L1 fit per class (liblinear no longer does it itself: scikit-learn >= 1.8
+            for k in range(num_classes):  # refuses 3+ classes)
+                clf = LogisticRegression(l1_ratio=1.0, C=c, solver="liblinear", random_state=state)
+                clf.fit(x[sub], (y[sub] == k).astype(int))
+                w[k], b[k] = clf.coef_[0], clf.intercept_[0]
         ws.append(w)
         bs.append(b)
     return np.mean(ws, 0), np.mean(bs, 0)

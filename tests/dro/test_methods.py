@@ -239,3 +239,15 @@ def test_dfr_head_folds_the_standardisation():
     head, rec = fit_dfr_head(feats, y, groups, 4, 2, 0, DfrSettings(c_grid=(1.0,), n_fits=3), log=lambda s: None)
     acc = (head(feats).argmax(1).numpy() == y).mean()
     assert acc > 0.9 and rec["c"] == 1.0
+
+
+def test_dfr_head_fits_more_than_two_classes():
+    """The rich world has 4 classes: liblinear refuses 3+ (scikit-learn >= 1.8), so DFR fits one vs rest."""
+    rng = np.random.default_rng(1)
+    n = 600
+    y = rng.integers(0, 4, n)
+    groups = 2 * y + (rng.random(n) < 0.3)
+    feats = torch.from_numpy(rng.normal(size=(n, 6)) + 3 * np.eye(6)[y]).float()
+    head, _ = fit_dfr_head(feats, y, groups, 8, 4, 0, DfrSettings(c_grid=(1.0, 0.1), n_fits=2), log=lambda s: None)
+    assert head.weight.shape == (4, 6)
+    assert (head(feats).argmax(1).numpy() == y).mean() > 0.85
