@@ -83,6 +83,9 @@ def run(argv: list[str] | None = None) -> None:
     datasets = open_prepared(args.prepared)
     methods, mode, d = params.methods, params.dro.mode, params.dro
     seeds = params.retrain_seeds
+    source = "synthetic.methods (in place of dro.methods)" if params.is_world and params.synthetic.methods else \
+        "dro.methods"
+    say(f"rows: {', '.join(methods)} (from {source})")
     pseudo = {lab: load_pseudo_groups(args.labels, datasets, method=lab) for lab in labellings_needed(methods)}
     needs_erm = mode == "last_layer" or any(get_method(m).kind == "dfr" for m in methods)
     audited = load_classifier(args.erm, device) if needs_erm else None

@@ -82,7 +82,8 @@ def test_metrics_have_the_documented_shape(workspace, repro):
     metrics = json.loads((workspace / "results/metrics.json").read_text())
     from stages.params.dro import DEFAULT_METHODS
 
-    assert list(metrics["methods"]) == [*DEFAULT_METHODS, "dro_classname", "dro_random"]
+    rows = yaml.safe_load((REPO / "params.yaml").read_text())["synthetic"]["methods"] or DEFAULT_METHODS
+    assert list(metrics["methods"]) == [*rows, "dro_classname", "dro_random"]
     for m in metrics["methods"].values():
         assert 0.0 <= m["worst_group_acc"] <= m["avg_acc"] <= 1.0
         assert len(m["group_acc"]) == 8  # 2 shapes x 2 colours x 2 backgrounds

@@ -53,6 +53,12 @@ def make_classifier(num_classes: int = 2, seed: int = 0):
 
 
 @pytest.fixture
+def new_classifier():
+    """:func:`make_classifier` for test modules (they cannot import it: ``conftest`` names several modules)."""
+    return make_classifier
+
+
+@pytest.fixture
 def build_models(sd, bert, tmp_path):
     """A factory: DexterModels for a config (shared frozen SD/BERT, fresh tiny classifier)."""
     from dexter.optimize import DexterModels

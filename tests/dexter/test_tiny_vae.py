@@ -20,9 +20,7 @@ def make_tiny_vae(directory, latent_channels: int = 4, blocks: int = 2, seed: in
     return str(directory)
 
 
-def _models(model_set, tmp_path, tiny_vae):
-    from conftest import make_classifier
-
+def _models(model_set, tmp_path, tiny_vae, make_classifier):
     from dexter.config import DexterConfig
     from dexter.pipeline import load_dexter_models
 
@@ -31,13 +29,13 @@ def _models(model_set, tmp_path, tiny_vae):
                               cache_dir=tmp_path / "cache")
 
 
-def test_the_step_decodes_with_the_tiny_vae(model_set, tmp_path):
+def test_the_step_decodes_with_the_tiny_vae(model_set, tmp_path, new_classifier):
     from diffusers import AutoencoderTiny
 
     from dexter.step import dexter_step, new_run_state
 
-    tiny = _models(model_set, tmp_path, make_tiny_vae(tmp_path / "taesd"))
-    full = _models(model_set, tmp_path, None)
+    tiny = _models(model_set, tmp_path, make_tiny_vae(tmp_path / "taesd"), new_classifier)
+    full = _models(model_set, tmp_path, None, new_classifier)
     assert isinstance(tiny.decoder, AutoencoderTiny) and full.decoder is full.sd.vae
     state = new_run_state(tiny, 0, "circle", 0)
     before = state.soft_prompt.detach().clone()
@@ -52,7 +50,7 @@ def test_the_step_decodes_with_the_tiny_vae(model_set, tmp_path):
     (3, 2, "tiny_vae has 3 latent channels but the UNet makes 4"),
     (4, 3, "tiny_vae upsamples latents 4x but the generator's VAE 2x"),
 ])
-def test_a_tiny_vae_for_other_latents_is_a_one_line_error_before_loading(model_set, tmp_path, monkeypatch,
+def test_a_tiny_vae_for_other_latents_is_a_one_line_error_before_loading(model_set, tmp_path, monkeypatch, new_classifier,
                                                                          channels, blocks, message):
     import dexter.pipeline
     from dexter.loading import ModelLoadError
@@ -63,7 +61,7 @@ def test_a_tiny_vae_for_other_latents_is_a_one_line_error_before_loading(model_s
     monkeypatch.setattr(dexter.pipeline, "load_sd", no_loading)
     bad = make_tiny_vae(tmp_path / "other", latent_channels=channels, blocks=blocks)
     with pytest.raises(ModelLoadError, match=message) as err:
-        _models(model_set, tmp_path, bad)
+        _models(model_set, tmp_path, bad, new_classifier)
     assert "\n" not in str(err.value)
 
 
