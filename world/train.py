@@ -136,13 +136,13 @@ def _clip_tune(out, work, settings, cfg, samples, images) -> bool:
 
     path = out / "clip"
     marker = path / ".tuned"
-    if settings.clip_tune_steps == 0:
-        return False
-    if marker.exists():
+    if marker.exists():  # a tuned folder is only ever continued by the same tuning (0 steps included)
         done = json.loads(marker.read_text())
         if done.get("steps") != settings.clip_tune_steps or done.get("lr") != settings.clip_tune_lr:
             raise ValueError(f"{path} was tuned with {done}, not --clip-tune-steps {settings.clip_tune_steps} "
                              f"--clip-tune-lr {settings.clip_tune_lr}; retrain the clip phase to change it")
+        return False
+    if settings.clip_tune_steps == 0:
         return False
     if not _phase_done(path):
         raise FileNotFoundError(f"{path}: the clip phase has not run; run train with --phases clip first")

@@ -68,5 +68,6 @@ def test_clip_tune_continues_the_trained_clip_once(tmp_path):
     tuned = (clip / "model.safetensors").read_bytes()
     assert tuned != before
     assert main([*args, "--clip-tune-steps", "3"]) == 0 and (clip / "model.safetensors").read_bytes() == tuned
-    with pytest.raises(ValueError, match="tuned with"):
-        main([*args, "--clip-tune-steps", "5"])
+    for other in ("5", "0"):
+        with pytest.raises(ValueError, match="tuned with"):
+            main([*args, "--clip-tune-steps", other])
