@@ -10,7 +10,6 @@ world is used (no world gates, no world vocabulary, no ablation rows: the folder
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 import yaml
 
 from tests.data.folderfixture import folder_params, make_folder_dataset
-from tests.test_pipeline_e2e import REPO, WORLD, run
+from tests.test_pipeline_e2e import REPO, WORLD, copy_pipeline, init_dvc, run
 
 pytestmark = [
     pytest.mark.slow,
@@ -35,13 +34,7 @@ def workspace(tmp_path_factory) -> Path:
     from world.synthetic import SyntheticWorldConfig
 
     ws = tmp_path_factory.mktemp("folder_pipeline")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("stages", "common", "world", "dexter", "dro"):
-        shutil.copytree(REPO / name, ws / name, ignore=ignore)
-    shutil.copytree(WORLD, ws / "data" / "world", ignore=ignore)
-    (ws / "data" / "world4").mkdir()
-    (ws / "data" / "world4" / "README").write_text("not used\n")
-    shutil.copy(REPO / "dvc.yaml", ws / "dvc.yaml")
+    copy_pipeline(ws)
     make_folder_dataset(ws / "data" / "mine", {"train": 64, "val": 16, "test": 32})
     torch.manual_seed(0)
     net = torchvision.models.resnet18(num_classes=2)
@@ -59,9 +52,7 @@ def workspace(tmp_path_factory) -> Path:
     params["dexter"].update(runs_per_class=1, steps=4, min_steps=0, early_stop=0)
     params["reasoning"]["phrase_bank"] = "bank.txt"
     params["labelling"]["templates"] = "world"  # the tiny world CLIP knows only the world's words
-    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["dvc", "init", "--no-scm", "-q"], ws)
-    run(["dvc", "config", "core.analytics", "false"], ws)
+    init_dvc(ws, params)
     return ws
 
 

@@ -39,21 +39,30 @@ def shrink(params: dict) -> dict:
     return params
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    ws = tmp_path_factory.mktemp("pipeline")
+def copy_pipeline(ws: Path) -> None:
+    """The project's pipeline files and the small world's committed models, copied into ``ws``."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in ("stages", "common", "world", "dexter", "dro"):
         shutil.copytree(REPO / name, ws / name, ignore=ignore)
     shutil.copytree(WORLD, ws / "data" / "world", ignore=ignore)
-    # dvc.yaml lists both world folders as deps; this run reads only the small one
+    # dvc.yaml lists both world folders as deps; these runs read only the small one
     (ws / "data" / "world4").mkdir()
     (ws / "data" / "world4" / "README").write_text("not used by the small preset\n")
     shutil.copy(REPO / "dvc.yaml", ws / "dvc.yaml")
-    params = shrink(yaml.safe_load((REPO / "params.yaml").read_text()))
+
+
+def init_dvc(ws: Path, params: dict) -> None:
+    """Write ``params`` as the workspace's params.yaml and make it a DVC project (no git, no analytics)."""
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["dvc", "init", "--no-scm", "-q"], ws)
     run(["dvc", "config", "core.analytics", "false"], ws)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    ws = tmp_path_factory.mktemp("pipeline")
+    copy_pipeline(ws)
+    init_dvc(ws, shrink(yaml.safe_load((REPO / "params.yaml").read_text())))
     return ws
 
 

@@ -102,25 +102,35 @@ def _load_vae(work: Path):
 
 def _clip(out, work, settings, cfg, samples, images) -> bool:
     from common.word_tokenizers import build_clip_word_tokenizer
-    from world.clip import build_clip, build_processor, train_clip
+    from world.clip import build_clip
 
     path = out / "clip"
     if _phase_done(path):
         return False
     tok = build_clip_word_tokenizer(world_words(cfg), work / "clip_tokenizer")
     model = _seeded(lambda: build_clip(tok, image_size=settings.image_size), settings.seed, "clip-init")
+    final_loss = _train_clip_into(path, model, tok, settings, cfg, samples, images, settings.clip_steps,
+                                  settings.clip_lr, "clip", settings.clip_vision_warm_steps)
+    _mark_done(path, {"final_loss": final_loss})
+    return True
+
+
+def _train_clip_into(path, model, tok, settings, cfg, samples, images, steps: int, lr: float, stream: str,
+                     warm_steps: int = 0) -> float:
+    """Train ``model`` (the world's losses, a validation monitor in the log), save it with its processor in
+    ``path``; returns the mean loss of the last 100 steps. Shared by the clip and clip_tune phases."""
+    from world.clip import build_processor, train_clip
+
     val = world_samples(cfg, 200, VALIDATION_STREAM)
     losses = train_clip(
-        model, tok, cfg, samples, images, settings.clip_steps, settings.clip_batch, settings.clip_lr,
-        seed=phase_seed(settings.seed, "clip"), prompt_weight=settings.clip_prompt_weight,
-        probe_weight=settings.clip_probe_weight,
-        pretrain_steps=settings.clip_vision_warm_steps,
+        model, tok, cfg, samples, images, steps, settings.clip_batch, lr,
+        seed=phase_seed(settings.seed, stream), prompt_weight=settings.clip_prompt_weight,
+        probe_weight=settings.clip_probe_weight, pretrain_steps=warm_steps,
         monitor=(render_tensor(cfg, val), attribute_array(val)),
     )
     model.save_pretrained(path)
     build_processor(tok, settings.image_size).save_pretrained(path)
-    _mark_done(path, {"final_loss": sum(losses[-100:]) / max(1, len(losses[-100:]))})
-    return True
+    return sum(losses[-100:]) / max(1, len(losses[-100:]))
 
 
 def _clip_tune(out, work, settings, cfg, samples, images) -> bool:
@@ -131,8 +141,6 @@ def _clip_tune(out, work, settings, cfg, samples, images) -> bool:
     judge that misses real crosses fails a generator that draws them. 1,000 more steps at 3e-4 brought cross
     recall to 0.989 (held-out, never trained on). Marked ``clip/.tuned``; 0 steps: nothing to do."""
     from transformers import CLIPModel, CLIPTokenizer
-
-    from world.clip import build_processor, train_clip
 
     path = out / "clip"
     marker = path / ".tuned"
@@ -146,18 +154,11 @@ def _clip_tune(out, work, settings, cfg, samples, images) -> bool:
         return False
     if not _phase_done(path):
         raise FileNotFoundError(f"{path}: the clip phase has not run; run train with --phases clip first")
-    model = CLIPModel.from_pretrained(path)
-    tok = CLIPTokenizer.from_pretrained(path)
-    val = world_samples(cfg, 200, VALIDATION_STREAM)
-    losses = train_clip(
-        model, tok, cfg, samples, images, settings.clip_tune_steps, settings.clip_batch, settings.clip_tune_lr,
-        seed=phase_seed(settings.seed, "clip-tune"), prompt_weight=settings.clip_prompt_weight,
-        probe_weight=settings.clip_probe_weight, monitor=(render_tensor(cfg, val), attribute_array(val)),
-    )
-    model.save_pretrained(path)
-    build_processor(tok, settings.image_size).save_pretrained(path)
+    final_loss = _train_clip_into(path, CLIPModel.from_pretrained(path), CLIPTokenizer.from_pretrained(path),
+                                  settings, cfg, samples, images, settings.clip_tune_steps, settings.clip_tune_lr,
+                                  "clip-tune")
     atomic_write_json(marker, {"steps": settings.clip_tune_steps, "lr": settings.clip_tune_lr,
-                               "final_loss": sum(losses[-100:]) / max(1, len(losses[-100:]))})
+                               "final_loss": final_loss})
     return True
 
 
