@@ -20,10 +20,8 @@ PARAMS = REPO / "params.yaml"
 
 @pytest.fixture(scope="module")
 def raw() -> dict:
-    """The repo's params with the rich world that params.yaml spells out (``preset: null``)."""
-    raw = yaml.safe_load(PARAMS.read_text())
-    raw["synthetic"]["preset"] = None
-    return raw
+    """The repo's params (the rich world, spelled out: ``preset: null``)."""
+    return yaml.safe_load(PARAMS.read_text())
 
 
 def test_repo_params_are_valid(raw: dict) -> None:
@@ -31,8 +29,10 @@ def test_repo_params_are_valid(raw: dict) -> None:
     assert isinstance(params, Params)
     assert params.dataset in ("synthetic", "waterbirds", "celeba")
     assert params.dataset_section.models in params.models
-    # the default is the small preset until the rich world's audit passes its acceptance
-    assert params.synthetic.preset == "small" and params.synthetic.world_config().num_cells == 8
+    # the default is the rich world, spelled out; the small preset stays one key away
+    assert params.synthetic.preset is None and params.synthetic.world_config().num_cells == 64
+    assert parse_params({**raw, "synthetic": {**raw["synthetic"], "preset": "small"}}).synthetic.world_config(
+    ).num_cells == 8
     params = parse_params(raw)
     world = params.synthetic.world_config()
     assert world.num_cells == 64 and world.biased_classes == ("circle", "square", "triangle")
@@ -193,17 +193,6 @@ def test_dataset_dexter_overrides_apply_only_to_that_dataset(raw: dict) -> None:
 # entry whose key no longer departs fails too (a stale exception), so the list stays the truth.
 # Not here any more: ``dexter.classes`` (the schema's default is "all", as the file says; null means the same).
 PIPELINE_CHOICES = {
-    # The schema's synthetic defaults describe the rich world (preset null, its classes, colours, backgrounds,
-    # shortcuts and models spelled out, as params.yaml also spells them out); the repository runs the small
-    # world until the rich world's audit passes its acceptance. Making "small" the schema's default would make
-    # every one of those stated rich-world keys a departure instead (the preset replaces them).
-    "synthetic.preset": "the small world is the default until the rich world's audit passes its acceptance",
-    # The sizes and epochs belong to that choice: the small world's. A preset does not set them (a config with
-    # preset small states its own, e.g. the tests' 200 images), so they cannot come from the preset.
-    "synthetic.train_size": "the small world's sizes (the schema's are the rich world's)",
-    "synthetic.val_size": "the small world's sizes",
-    "synthetic.test_size": "the small world's sizes",
-    "synthetic.train.epochs": "the small world's 10 epochs (the rich world needs the schema's 20)",
     # The default run's rows on the world: the schema's null (dro.methods) keeps configs that never mention it
     # free of a hidden override; the repository's run keeps to its time budget.
     "synthetic.methods": "the default run's rows, inside its time budget (the schema: null, dro.methods)",

@@ -79,13 +79,16 @@ class VerifySettings:
     alpha: float = 0.05  # family-wise error rate per class (Holm)
     min_effect: float = 0.15  # smallest flip or drop effect (against every alternative) that counts as a shortcut
     min_recognition: float = 0.5  # a content counts when the classifier recognises it under some value this often
+    veto_contradicted: bool = True  # an attribute the other test finds significantly AGAINST the class is not verified
+    min_flip_classes: int = 2  # a flip passes when its effect shows in this many other classes' content (or all)
+    visibility_control: bool = True  # a drop must exceed what the attribute does to every class's recognition
     activation_images: int = 32  # images per prompt for activation scores and caption frames
     caption_frames: int = 4  # fresh-noise frames captioned per DEXTER run
     max_flip_classes: int = 8  # other classes whose images are used for the flip test
     max_alternatives: int = 4  # alternatives per attribute (real data)
 
     def __post_init__(self) -> None:
-        for name in ("n_images", "activation_images", "max_flip_classes", "max_alternatives"):
+        for name in ("n_images", "activation_images", "max_flip_classes", "max_alternatives", "min_flip_classes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.caption_frames < 0:
@@ -227,7 +230,10 @@ class Auditor:
                 designs.append(design)
         log.info("class %r: testing %s; not testing %s", inputs.class_name, [d.attribute for d in designs], skipped)
         return verify_class(self.prober, designs, c, inputs.class_name, n_images=s.n_images, alpha=s.alpha,
-                            min_effect=s.min_effect, min_recognition=s.min_recognition, skipped=skipped)
+                            min_effect=s.min_effect, min_recognition=s.min_recognition,
+                            veto_contradicted=s.veto_contradicted,
+                            min_flip_classes=s.min_flip_classes,
+                            visibility_control=s.visibility_control, skipped=skipped)
 
     def _backend_design(self, backend, class_index: int, word: str, flip: Sequence[int]) -> AttributeDesign | str:
         proposal = backend.counterfactuals(self.class_names[class_index], word, self.class_names)

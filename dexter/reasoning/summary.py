@@ -47,9 +47,18 @@ def verdict_sentence(v: dict) -> str:
     if not effects:
         return (f"**No evidence of a shortcut.** No DEXTER keyword of \"{name}\" names an attribute that could be "
                 "tested, so no bias claim is made.")
-    return (f"**No evidence of a shortcut.** None of the tested keywords ({', '.join(effects)}) changes the "
-            f"classifier's answer for \"{name}\" significantly (Holm-adjusted p < {s['alpha']:g}) by at least "
-            f"{s['min_effect']:g} against every alternative, in the flip or the drop test.")
+    vetoed = {a: d for a, d in decisions.items() if "contradicted" in d}
+    quiet = [a for a in effects if a not in vetoed]
+    text = "**No evidence of a shortcut.**"
+    if quiet:
+        text += (f" None of the tested keywords ({', '.join(quiet)}) changes the classifier's answer for \"{name}\" "
+                 f"significantly (Holm-adjusted p < {s['alpha']:g}) by at least {s['min_effect']:g} against every "
+                 "alternative, in the flip or the drop test.")
+    if vetoed:
+        text += (" " + ", ".join(f"\"{a}\" ({d})" for a, d in vetoed.items()) + " passed one test while the other "
+                 f"found it significantly AGAINST \"{name}\" (interval below zero): an attribute that makes images "
+                 "harder to read, or another class's cue, not a cue for this class.")
+    return text
 
 
 def verification_table(v: dict) -> list[str]:
@@ -57,7 +66,9 @@ def verification_table(v: dict) -> list[str]:
             "| pooled effect | set aside | test result | verified |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     verified = set(v["verified"])
+    decisions = v.get("decisions", {})
     for a, by_kind in _by_attribute(v).items():
+        contradicted = "contradicted" in decisions.get(a, "")
         kind = v["tested"].get(a, {}).get("kind", "")
         for k in ("flip", "drop"):
             e = by_kind.get(k)
@@ -71,13 +82,18 @@ def verification_table(v: dict) -> list[str]:
                         f"{e['hits_without']}/{e['n_without']} ({e['rate_without']:.0%}) | {e['effect']:+.2f} | "
                         f"[{e['ci_low']:+.2f}, {e['ci_high']:+.2f}] | {e['p_value']:.2g} | {e['p_adjusted']:.2g} | "
                         f"{e.get('pooled_effect', e['effect']):+.2f} | {aside} | {_result(e)} | "
-                        f"{'yes' if a in verified else 'no'} |")
+                        f"{'yes' if a in verified else ('no (contradicted)' if contradicted else 'no')} |")
     return rows
 
 
 def _result(e: dict) -> str:
     if e.get("passed"):
         return "passed"
+    specific = e.get("specific_effect")
+    if e.get("significant") and specific is not None and specific < e["effect"] and not e.get("passed"):
+        return f"not specific (beyond every class's gain in recognition: {specific:+.2f})"
+    if e.get("significant") and e.get("classes_with_effect", 0) < e.get("classes_needed", 0):
+        return f"narrow (shows in {e['classes_with_effect']} of the {e['classes_needed']} classes needed)"
     if not e.get("testable", True):
         return "untestable (no image left on a side)"
     return "saturated" if e.get("saturated") else "failed"
@@ -94,7 +110,14 @@ def verification_section(v: dict, activation: dict | None = None) -> str:
                   f"class's own images. One-sided Fisher exact test, Holm correction over the {len(v['effects'])} "
                   f"tests of the class, {s['confidence']:.0%} Newcombe intervals. A test passes when significant and at least "
                   f"{s['min_effect']:g} against every alternative (the effect, interval and rate shown are those of the "
-                  "closest alternative; the smallest effect); a shortcut passes either test. Images the CLIP judge "
+                  "closest alternative; the smallest effect); a shortcut passes either test"
+                  + (", unless the other test's interval lies below zero (\"contradicted\": some alternative makes "
+                     "the class MORE likely)" if s.get("veto_contradicted") else "")
+                  + (f"; a flip must show in the content of {s['min_flip_classes']} other classes (or all tested)"
+                     if s.get("min_flip_classes", 1) > 1 else "")
+                  + ("; a drop must exceed by the same margin what the attribute does to the other classes' own "
+                     "recognition (\"not specific\" otherwise)" if s.get("visibility_control") else "")
+                  + ". Images the CLIP judge "
                   "found not to show their prompt's class and value are not counted (\"set aside\"), nor are contents "
                   f"the classifier recognises in less than {s.get('min_recognition', 0):.0%} of the images of every one "
                   "of their prompts (\"out of domain\": its answers there say nothing about a shortcut).", ""]

@@ -19,7 +19,16 @@ lose to circle on water; against land and sand alone nothing changes, and the sm
 A test PASSES when it is significant after Holm's correction over every test of the class and its effect
 is at least ``min_effect``. An attribute is verified when EITHER test passes: a shortcut can be learnt in
 one direction only (a model that calls circles on land squares needs no squares on water to be called
-circles), and each direction alone is a dependence of the classifier on the attribute. With a judge
+circles), and each direction alone is a dependence of the classifier on the attribute.
+
+Unless the other test CONTRADICTS it (``veto_contradicted``): its interval lies wholly below zero, so some
+alternative makes the classifier say ``c`` significantly MORE often than the attribute does. A cue for ``c``
+never does that in either direction; what does is an attribute that makes images hard to read, or one that
+is ANOTHER class's cue. Measured on the rich world's shortcut-reliant classifier: white objects are harder
+to see, so white squares fall to "cross" (flip +0.28) while white crosses lose "cross" (drop -0.15); snow is
+triangle's cue, so other shapes on snow are called square less (flip -0.21) while squares on snow keep
+"square" a little more than on sand (drop +0.20). Both passed one test and were false claims; the veto
+removes them and no true shortcut of that run. With a judge
 (:mod:`dexter.verify.judge`), only images that show their prompt's class and value are counted, so a
 generator that draws one value badly does not pass for a classifier that needs another.
 """
@@ -147,6 +156,14 @@ class Effect:
     set_aside_without: int = 0
     rows_out_of_domain: tuple[str, ...] = ()  # contents the classifier recognises under no value (not counted)
     testable: bool = True  # False: no row or no image left on some side, so nothing was compared
+    # flip only: other classes whose content shows the effect (>= min_effect) against EVERY alternative, and how
+    # many the test needs (min_flip_classes, or fewer when the design has fewer other classes)
+    classes_with_effect: int = 0
+    classes_needed: int = 0
+    # drop only: what the attribute does to EVERY class's recognition (the other classes' own-class rate with
+    # the attribute minus with each alternative, averaged over those classes), and the drop effect beyond it
+    visibility: dict[str, float] = field(default_factory=dict)
+    specific_effect: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -163,6 +180,9 @@ class ClassVerification:
     n_images: int  # per prompt
     confidence: float
     min_recognition: float = 0.5
+    veto_contradicted: bool = True
+    min_flip_classes: int = 2
+    visibility_control: bool = True
     effects: list[Effect] = field(default_factory=list)
     designs: list[AttributeDesign] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # keyword -> why it was not tested
@@ -176,13 +196,27 @@ class ClassVerification:
 
     @property
     def verified(self) -> list[str]:
-        """Attributes whose flip or drop test passes."""
-        return [d.attribute for d in self.designs if self.decision(d.attribute) != "not verified"]
+        """Attributes whose flip or drop test passes and neither test contradicts."""
+        return [d.attribute for d in self.designs if self._passed(d.attribute) and not self.contradicted_by(d.attribute)]
+
+    def _passed(self, attribute: str) -> list[str]:
+        return sorted((k for k, e in self.effects_of(attribute).items() if e.passed), key=("flip", "drop").index)
+
+    def contradicted_by(self, attribute: str) -> list[str]:
+        """The tests whose effect is significantly NEGATIVE (interval below zero), when the veto is on."""
+        if not self.veto_contradicted:
+            return []
+        return sorted((k for k, e in self.effects_of(attribute).items() if e.testable and e.ci_high < 0),
+                      key=("flip", "drop").index)
 
     def decision(self, attribute: str) -> str:
-        """Which tests passed: "flip and drop" / "flip" / "drop" / "not verified"."""
-        passed = [k for k, e in self.effects_of(attribute).items() if e.passed]
-        return " and ".join(sorted(passed, key=("flip", "drop").index)) if passed else "not verified"
+        """Which tests passed: "flip and drop" / "flip" / "drop" / "not verified"; or "flip, contradicted by
+        drop" (the other test's interval lies below zero: not verified)."""
+        passed = self._passed(attribute)
+        if not passed:
+            return "not verified"
+        against = self.contradicted_by(attribute)
+        return " and ".join(passed) + (f", contradicted by {' and '.join(against)}" if against else "")
 
     @property
     def verdict(self) -> Literal["biased", "no_evidence"]:
@@ -223,7 +257,11 @@ class ClassVerification:
                          "n_images": self.n_images,
                          "confidence": self.confidence, "correction": "holm",
                          "test": "fisher exact, one-sided, against every alternative (intersection-union)",
-                         "interval": "newcombe hybrid score", "rule": "flip or drop"},
+                         "interval": "newcombe hybrid score",
+                         "rule": "flip or drop" + (", unless the other test's interval lies below zero"
+                                                   if self.veto_contradicted else ""),
+                         "veto_contradicted": self.veto_contradicted, "min_flip_classes": self.min_flip_classes,
+                         "visibility_control": self.visibility_control},
             "cost": {"images_used": self.images_used, "images_generated": self.images_generated,
                      "seconds": round(self.seconds, 2)},
         }
@@ -241,40 +279,110 @@ def _counts(prompts: Sequence[str], outcomes, class_index: int, keep) -> tuple[i
     return hits, n, dropped
 
 
-def _recognised(row: ContentRow, outcomes, keep, min_recognition: float) -> bool:
+def _recognised_under(row: ContentRow, prompt: str, outcomes, keep, min_recognition: float) -> bool:
     """Whether the classifier calls the row's content its own class in at least ``min_recognition`` of the
-    counted images of SOME prompt of the row (with the attribute or one alternative).
-
-    Why: the test reads the classifier's answers on generated images. A content it never recognises, under
-    any value, is outside what it learnt (the generator's images differ from its training images, measured
-    on the small world: a classifier perfect on real test images called 0-31% of generated circles circles
-    while CLIP saw circles in 95-100%); its answers there say nothing about a shortcut. A shortcut's own
-    effect leaves the content recognised under at least one value (the shortcut's).
-    """
+    counted images of ``prompt`` (always, for a row whose content class is unknown)."""
     if row.content_class < 0:
         return True
-    for p in (row.with_prompt, *row.without_prompts):
-        o = outcomes[p]
-        mask = keep(p, o)
-        if mask.any() and (o.labels[mask] == row.content_class).mean() >= min_recognition:
-            return True
-    return False
+    o = outcomes[prompt]
+    mask = keep(prompt, o)
+    return bool(mask.any()) and float((o.labels[mask] == row.content_class).mean()) >= min_recognition
+
+
+def _domains(kind: Kind, rows: Sequence[ContentRow], n_alternatives: int, outcomes, keep,
+             min_recognition: float) -> list[list[ContentRow]]:
+    """For each alternative, the rows its comparison reads.
+
+    Why: the test reads the classifier's answers on generated images, and an answer means something only on
+    content the classifier can recognise (the generator's images differ from its training images, measured on
+    the small world: a classifier perfect on real test images called 0-31% of generated circles circles while
+    CLIP saw circles in 95-100%).
+
+    - **drop** (the class's own content): a row counts when its content is recognised under SOME value, the
+      attribute or an alternative. Not "under the alternative": a shortcut's own effect is exactly that the
+      content is NOT recognised without it, and the test must see that.
+    - **flip** (other classes' content): the comparison with alternative ``b`` reads the rows whose content is
+      recognised under ``b``: the flip test asks whether adding the attribute turns a recognised image of
+      another class into this class. Where the content is not recognised under ``b`` either, its images are
+      already lost to their own class, and which class they fall to says nothing about this class's cues.
+      Measured on the rich world's shortcut-reliant classifier: shapes off their own shortcut fall more often
+      to "cross" on land than on sand (+0.17, a flip "shortcut" of the unbiased cross), while red squares, which
+      the classifier recognises on every background, are called cross on land no more than on sand.
+    """
+    if kind == "drop":
+        readable = [r for r in rows if any(_recognised_under(r, p, outcomes, keep, min_recognition)
+                                           for p in (r.with_prompt, *r.without_prompts))]
+        return [readable] * n_alternatives
+    return [[r for r in rows if _recognised_under(r, r.without_prompts[j], outcomes, keep, min_recognition)]
+            for j in range(n_alternatives)]
+
+
+def _breadth(domains: Sequence[Sequence[ContentRow]], outcomes, class_index: int, keep, min_effect: float) -> int:
+    """How many content classes show the flip effect (>= ``min_effect``) against every alternative.
+
+    Why: a cue of class c pulls ANY content towards c. An effect confined to one other class is a confusion
+    of that class with c under the attribute (measured on the rich world's shortcut-reliant classifier: purple
+    crosses on water are called circles, on real test images too, while no other purple shape is), not a
+    shortcut of c.
+    """
+    per_alternative = []
+    for j, domain in enumerate(domains):
+        shown = set()
+        for k in dict.fromkeys(r.content_class for r in domain):
+            rows = [r for r in domain if r.content_class == k]
+            hw, nw, _ = _counts([r.with_prompt for r in rows], outcomes, class_index, keep)
+            ho, no, _ = _counts([r.without_prompts[j] for r in rows], outcomes, class_index, keep)
+            if nw and no and hw / nw - ho / no >= min_effect:
+                shown.add(k)
+        per_alternative.append(shown)
+    return len(set.intersection(*per_alternative)) if per_alternative else 0
+
+
+def _visibility(others: Sequence[ContentRow], n_alternatives: int, outcomes, keep, min_recognition: float
+                ) -> list[float]:
+    """Per alternative b: how much more often the OTHER classes' content is recognised as its own class with
+    the attribute than with b (per class, then averaged over the classes; rows read as in the drop test).
+
+    Why: an attribute can make every shape easier to see. Measured on the rich world's classifier trained with
+    no shortcut: generated red shapes are recognised far more often than purple ones (circles 1.00 vs 0.56,
+    triangles 0.83 vs 0.52, crosses 0.86 vs 0.69), so the drop tests of triangle and cross passed "red"
+    (+0.31, +0.17) with nothing learnt from a correlation. A shortcut makes ITS class need the attribute beyond
+    what the attribute does for every class.
+    """
+    domain = _domains("drop", others, n_alternatives, outcomes, keep, min_recognition)[0] if others else []
+    gains: list[list[float]] = [[] for _ in range(n_alternatives)]
+    for k in dict.fromkeys(r.content_class for r in domain):
+        if k < 0:
+            continue
+        rows = [r for r in domain if r.content_class == k]
+        hw, nw, _ = _counts([r.with_prompt for r in rows], outcomes, k, keep)
+        for j in range(n_alternatives):
+            ho, no, _ = _counts([r.without_prompts[j] for r in rows], outcomes, k, keep)
+            if nw and no:
+                gains[j].append(hw / nw - ho / no)
+    return [float(np.mean(g)) if g else 0.0 for g in gains]
 
 
 def _measure(attribute: str, kind: Kind, alternatives: Sequence[str], rows: Sequence[ContentRow], outcomes,
-             class_index: int, keep, min_recognition: float) -> tuple[Effect, list[Comparison] | None]:
+             class_index: int, keep, min_recognition: float, min_effect: float = 0.0,
+             min_flip_classes: int = 1, others: Sequence[ContentRow] | None = None
+             ) -> tuple[Effect, list[Comparison] | None]:
     """The test's counts against every alternative; the Effect is completed after Holm (see verify_class)."""
-    out_of_domain = tuple(r.content for r in rows if not _recognised(r, outcomes, keep, min_recognition))
-    rows = [r for r in rows if r.content not in out_of_domain]
-    hw, nw, aside_w = _counts([r.with_prompt for r in rows], outcomes, class_index, keep)
-    per_alt = [_counts([r.without_prompts[j] for r in rows], outcomes, class_index, keep)
-               for j in range(len(alternatives))]
-    aside_o = sum(a for _, _, a in per_alt)
-    ho, no = sum(h for h, _, _ in per_alt), sum(n for _, n, _ in per_alt)
-    if not nw or any(n == 0 for _, n, _ in per_alt):  # nothing left to compare on some side
+    domains = _domains(kind, rows, len(alternatives), outcomes, keep, min_recognition)
+    read = {r.content for domain in domains for r in domain}
+    out_of_domain = tuple(r.content for r in rows if r.content not in read)
+    per_alt = []  # (hits with, n with, set aside with, hits without, n without, set aside without) per alternative
+    for j, domain in enumerate(domains):
+        per_alt.append((*_counts([r.with_prompt for r in domain], outcomes, class_index, keep),
+                        *_counts([r.without_prompts[j] for r in domain], outcomes, class_index, keep)))
+    readable = [r for r in rows if r.content in read]
+    hw, nw, aside_w = _counts([r.with_prompt for r in readable], outcomes, class_index, keep)
+    ho, no = sum(x[3] for x in per_alt), sum(x[4] for x in per_alt)
+    aside_o = sum(x[5] for x in per_alt)
+    if any(x[1] == 0 or x[4] == 0 for x in per_alt):  # nothing left to compare on some side
         return Effect(attribute, kind, 0.0, -1.0, 1.0, 1.0, 1.0, nw + no, False, False, False, 0.0, 0.0, hw, nw,
                       ho, no, "", 0.0, {}, aside_w, aside_o, out_of_domain, testable=False), None
-    comparisons = [Comparison(hw, nw, h, n) for h, n, _ in per_alt]
+    comparisons = [Comparison(x[0], x[1], x[3], x[4]) for x in per_alt]
     pooled = Comparison(hw, nw, ho, no)
     j = min(range(len(comparisons)), key=lambda i: (comparisons[i].effect, -comparisons[i].p_value()))
     c = comparisons[j]
@@ -282,6 +390,14 @@ def _measure(attribute: str, kind: Kind, alternatives: Sequence[str], rows: Sequ
                     False, False, False, c.rate_with, c.rate_without, c.hits_with, c.n_with, c.hits_without,
                     c.n_without, alternatives[j], pooled.effect,
                     {a: x.effect for a, x in zip(alternatives, comparisons)}, aside_w, aside_o, out_of_domain)
+    if kind == "drop" and others is not None:
+        seen = _visibility(others, len(alternatives), outcomes, keep, min_recognition)
+        effect = replace(effect, visibility=dict(zip(alternatives, seen)), specific_effect=min(
+            x.effect - max(0.0, v) for x, v in zip(comparisons, seen)))
+    if kind == "flip":
+        classes = {r.content_class for r in rows}
+        effect = replace(effect, classes_needed=min(min_flip_classes, len(classes)),
+                         classes_with_effect=_breadth(domains, outcomes, class_index, keep, min_effect))
     return effect, comparisons
 
 
@@ -295,6 +411,9 @@ def verify_class(
     alpha: float = 0.05,
     min_effect: float = 0.15,
     min_recognition: float = 0.5,
+    veto_contradicted: bool = True,
+    min_flip_classes: int = 2,
+    visibility_control: bool = True,
     skipped: Mapping[str, str] | None = None,
 ) -> ClassVerification:
     """Generate (or reuse) ``n_images`` per prompt of every design, measure flip and drop, apply Holm."""
@@ -304,11 +423,14 @@ def verify_class(
         raise ValueError(f"min_effect must be in [0, 1], got {min_effect}")
     if not 0 <= min_recognition <= 1:
         raise ValueError(f"min_recognition must be in [0, 1], got {min_recognition}")
+    if min_flip_classes < 1:
+        raise ValueError(f"min_flip_classes must be at least 1, got {min_flip_classes}")
     for d in designs:
         if not d.flip or not d.drop:
             raise ValueError(f"attribute {d.attribute!r}: a design needs flip and drop content")
     result = ClassVerification(class_index, class_name, alpha, min_effect, n_images, 1 - alpha, min_recognition,
-                               designs=list(designs), skipped=dict(skipped or {}))
+                               veto_contradicted, min_flip_classes, visibility_control, designs=list(designs),
+                               skipped=dict(skipped or {}))
     if not designs:
         return result
     generated, seconds = prober.images_generated, prober.seconds
@@ -322,7 +444,8 @@ def verify_class(
             return np.ones(len(o.labels), dtype=bool)
         return judge.agrees(o.embeddings, claims[prompt])
 
-    measured = [_measure(d.attribute, kind, d.alternatives, rows, outcomes, class_index, keep, min_recognition)
+    measured = [_measure(d.attribute, kind, d.alternatives, rows, outcomes, class_index, keep, min_recognition,
+                         min_effect, min_flip_classes, d.flip if visibility_control else None)
                 for d in designs for kind, rows in (("flip", d.flip), ("drop", d.drop))]
     p_values = [e.p_value for e, _ in measured]
     for (e, comparisons), p_adj in zip(measured, holm(p_values)):
@@ -330,7 +453,9 @@ def verify_class(
             low, high = Comparison(e.hits_with, e.n_with, e.hits_without, e.n_without).interval(1 - alpha)
             significant = p_adj < alpha
             e = replace(e, ci_low=low, ci_high=high, p_adjusted=p_adj, significant=significant,
-                        passed=significant and e.effect >= min_effect, saturated=e.rate_without > 1 - min_effect)
+                        passed=significant and e.effect >= min_effect and e.classes_with_effect >= e.classes_needed
+                        and (e.specific_effect is None or e.specific_effect >= min_effect),
+                        saturated=e.rate_without > 1 - min_effect)
         result.effects.append(e)
     result.images_used = len(prompts) * n_images
     result.images_generated = prober.images_generated - generated

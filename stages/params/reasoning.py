@@ -38,6 +38,15 @@ class VerifySection(Section):
     # a content (say "a red square on ...") counts only if the classifier calls it its class in this share of
     # the images of at least one of its prompts: otherwise the generated images are outside what it learnt
     min_recognition: float = Field(0.5, ge=0, le=1)
+    # a keyword whose flip or drop test passes is still not verified when the OTHER test's interval lies below
+    # zero (some alternative makes the class MORE likely): an attribute that blurs images, or another class's cue
+    veto_contradicted: bool = True
+    # a flip passes only when its effect (>= min_effect, against every alternative) shows in the content of at
+    # least this many other classes (all of them, when fewer are tested): one class's confusion is not a cue
+    min_flip_classes: int = Field(2, ge=1)
+    # a drop passes only when it exceeds, by min_effect, what the attribute does to the OTHER classes' own
+    # recognition (an attribute that makes every shape easier to see is not one class's shortcut)
+    visibility_control: bool = True
     seed: int = 0  # noise of image i is seeded by (seed, i), independent of DEXTER's optimisation noise
     # count only images that CLIP zero-shot agrees show their prompt's class and tested value, so a generator
     # that draws one value badly is not mistaken for a classifier that needs another (dexter/verify/judge.py)

@@ -59,6 +59,7 @@ def workspace(tmp_path) -> Path:
     shutil.copy(REPO / "dvc.yaml", ws / "dvc.yaml")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["device"] = "cpu"
+    params["synthetic"]["preset"] = "small"  # the committed small world's models (the default is the rich world)
     short = dict(runs_per_class=2, steps=STEPS, min_steps=STEPS, early_stop=0)
     params["dexter"].update(classes=[0, 1], **short)
     params["synthetic"].setdefault("dexter", {}).update(short)

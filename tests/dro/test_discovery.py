@@ -102,7 +102,7 @@ def _params(**synthetic):
     from stages.params import parse_params
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["synthetic"]["preset"] = None  # the rich world params.yaml spells out (the default is the small preset)
+    raw["synthetic"]["preset"] = None  # the rich world params.yaml spells out (the default)
     raw["synthetic"].update(synthetic)
     return parse_params(copy.deepcopy(raw))
 

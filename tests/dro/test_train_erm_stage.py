@@ -85,8 +85,8 @@ def test_dvc_repro_force_retrains(project):
     shutil.rmtree(project / "data" / "prepared")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["device"] = "cpu"
-    params["synthetic"].update(train_size=200, val_size=40, test_size=80)
-    params["synthetic"]["train"].update(epochs=2, batch_size=64)
+    params["synthetic"].update(preset="small", train_size=200, val_size=40, test_size=80)
+    params["synthetic"]["train"].update(epochs=2, erm_epochs=None, batch_size=64)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": "", "DO_NOT_TRACK": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -184,3 +184,157 @@ def test_unreadable_contents_make_no_evidence_inconclusive():
     readable = {p: {0: 1.0 if s == 0 else 0.0} for p, s in zip(rates, [s for s, c, b in product(range(2), repeat=3)])}
     ok = verify_class(TableProber(readable, 2), designs(CFG2, 0, ["water"]), 0, "circle", n_images=32)
     assert ok.verdict == "no_evidence" and ok.conclusive and "inconclusive" not in verdict_sentence(ok.as_dict())
+
+
+def _rich_rates(called) -> dict[str, dict[int, float]]:
+    """Prompt -> class shares of the rich world, from ``called(shape, colour, background) -> {class: share}``."""
+    return {caption(CFG4, WorldSample(s, c, b, 0)): called(CFG4.shapes[s], CFG4.colors[c], CFG4.backgrounds[b])
+            for s, c, b in product(range(4), range(4), range(4))}
+
+
+def test_an_attribute_that_blurs_every_shape_is_contradicted_not_a_shortcut():
+    """As measured on the rich world's shortcut-reliant classifier: white objects are hard to see, so white
+    shapes fall to the fallback class "cross" (flip passes) while white crosses LOSE "cross" (drop below zero).
+    A cue for cross would raise both; the veto says "contradicted" and the class stays unbiased."""
+    def called(shape, colour, bg):
+        if shape == "cross":
+            return {3: 0.75, 1: 0.25} if colour == "white" else {3: 1.0}
+        own = CFG4.shapes.index(shape)
+        return {own: 0.625, 3: 0.375} if colour == "white" else {own: 1.0}
+
+    d = designs(CFG4, 3, ["white"])
+    v = verify_class(TableProber(_rich_rates(called), 4), d, 3, "cross", n_images=32)
+    white = v.effects_of("white")
+    assert white["flip"].passed and white["flip"].effect == pytest.approx(0.375)
+    assert white["drop"].effect == pytest.approx(-0.25) and white["drop"].ci_high < 0
+    assert v.contradicted_by("white") == ["drop"] and v.decision("white") == "flip, contradicted by drop"
+    assert v.verdict == "no_evidence" and v.verified == [] and v.as_dict()["decisions"] == {"white": v.decision("white")}
+    unvetoed = verify_class(TableProber(_rich_rates(called), 4), d, 3, "cross", n_images=32, veto_contradicted=False)
+    assert unvetoed.verified == ["white"] and unvetoed.decision("white") == "flip"  # the claim the veto removes
+
+
+def test_another_class_cue_is_contradicted_and_the_true_cue_is_kept():
+    """Snow is triangle's cue: other shapes on snow are called triangle, so square's flip test for snow is far
+    below zero, while squares on snow keep "square" a little more often than elsewhere (drop +0.19). Red, the
+    true cue of square, passes both tests and is kept even though snow and red are tested together."""
+    def called(shape, colour, bg):
+        own = CFG4.shapes.index(shape)
+        if shape == "square":
+            return {1: 1.0} if colour == "red" or bg == "snow" else {1: 0.75, 0: 0.25}
+        if bg == "snow":
+            return {2: 1.0}
+        return {1: 0.5, own: 0.5} if colour == "red" else ({own: 0.8, 1: 0.2} if shape != "triangle" else {own: 1.0})
+
+    v = verify_class(TableProber(_rich_rates(called), 4), designs(CFG4, 1, ["red", "snow"]), 1, "square", n_images=32)
+    snow = v.effects_of("snow")
+    assert snow["drop"].passed and snow["drop"].effect == pytest.approx(0.1875)
+    assert snow["flip"].ci_high < 0 and v.contradicted_by("snow") == ["flip"]
+    assert v.verified == ["red"] and v.decision("red") == "flip and drop" and v.contradicted_by("red") == []
+
+
+def test_the_report_says_why_a_passed_test_was_not_a_verdict():
+    from dexter.reasoning.summary import verdict_sentence, verification_section
+
+    def called(shape, colour, bg):
+        own = CFG4.shapes.index(shape)
+        if shape == "cross":
+            return {3: 0.75, 1: 0.25} if colour == "white" else {3: 1.0}
+        return {own: 0.625, 3: 0.375} if colour == "white" else {own: 1.0}
+
+    d = verify_class(TableProber(_rich_rates(called), 4), designs(CFG4, 3, ["white"]), 3, "cross", n_images=32).as_dict()
+    sentence = verdict_sentence(d)
+    assert sentence.startswith("**No evidence of a shortcut.**") and "None of the tested" not in sentence
+    assert '"white" (flip, contradicted by drop)' in sentence
+    section = verification_section(d)
+    assert "no (contradicted)" in section and "interval lies below zero" in section
+
+
+def test_where_unrecognised_shapes_fall_is_not_a_flip():
+    """As measured on the rich world's shortcut-reliant classifier: a circle off water and a triangle off snow
+    are not recognised, and land is where they fall to "cross" (on sand they fall to "square"). Read on every
+    row, land "flips" them into the unbiased cross (+0.67). The flip comparison with sand reads only rows the
+    classifier recognises on sand (the squares, never called cross): no effect, no claim."""
+    def called(shape, colour, bg):
+        own = CFG4.shapes.index(shape)
+        if shape in ("square", "cross") or (shape, bg) in (("circle", "water"), ("triangle", "snow")):
+            return {own: 1.0}
+        return {3: 1.0} if bg == "land" else {1: 1.0}
+
+    v = verify_class(TableProber(_rich_rates(called), 4), designs(CFG4, 3, ["land"]), 3, "cross", n_images=32)
+    flip = v.effects_of("land")["flip"]
+    assert flip.per_alternative == pytest.approx({"water": 0.5, "snow": 0.5, "sand": 0.0})
+    assert flip.closest_alternative == "sand" and flip.n_with == 4 * 32  # the four red/yellow/... square rows
+    assert v.verdict == "no_evidence" and v.conclusive
+    # the defect this guards: the old domain (recognised under SOME value) read the fallen circles and triangles
+    assert flip.pooled_effect > 0.5
+
+
+def test_one_class_confusion_is_not_a_shortcut():
+    """As measured on the rich world's shortcut-reliant classifier (on real test images too): purple crosses
+    (there: on water) are called circles, no other purple shape is. Pooled over the flip rows that is +0.33 for
+    "purple", significant; but it shows in one other class of three, so the flip does not pass."""
+    def called(shape, colour, bg):
+        own = CFG4.shapes.index(shape)
+        return {0: 1.0} if (shape, colour) == ("cross", "purple") else {own: 1.0}
+
+    d = designs(CFG4, 0, ["purple"])
+    v = verify_class(TableProber(_rich_rates(called), 4), d, 0, "circle", n_images=32)
+    flip = v.effects_of("purple")["flip"]
+    assert flip.significant and flip.effect >= 0.15 and flip.classes_with_effect == 1 and flip.classes_needed == 2
+    assert not flip.passed and v.verdict == "no_evidence"
+    assert verify_class(TableProber(_rich_rates(called), 4), d, 0, "circle", n_images=32,
+                        min_flip_classes=1).verified == ["purple"]  # the claim breadth removes
+    # a cue that pulls every other class in passes
+    broad = {p: ({0: 1.0} if " purple " in p else r) for p, r in _rich_rates(called).items()}
+    assert verify_class(TableProber(broad, 4), d, 0, "circle", n_images=32).effects_of("purple")["flip"].passed
+    with pytest.raises(ValueError, match="min_flip_classes"):
+        verify_class(TableProber(broad, 4), d, 0, "circle", n_images=32, min_flip_classes=0)
+
+
+def test_the_report_names_a_narrow_flip():
+    from dexter.reasoning.summary import verification_section
+
+    def called(shape, colour, bg):
+        own = CFG4.shapes.index(shape)
+        return {0: 1.0} if (shape, colour) == ("cross", "purple") else {own: 1.0}
+
+    d = verify_class(TableProber(_rich_rates(called), 4), designs(CFG4, 0, ["purple"]), 0, "circle", n_images=32)
+    section = verification_section(d.as_dict())
+    assert "narrow (shows in 1 of the 2 classes needed)" in section and "content of 2 other classes" in section
+
+
+def test_a_colour_that_makes_every_shape_visible_is_not_one_class_shortcut():
+    """As measured on the rich world's classifier trained with NO shortcut: generated red shapes are recognised
+    far more often than the other colours, in every class. Triangle's drop test for "red" is +0.5, significant;
+    the other classes gain as much, so nothing is specific to triangle (visibility control)."""
+    def called(shape, colour, bg, needs_red=("circle", "square", "triangle", "cross")):
+        own = CFG4.shapes.index(shape)
+        if colour == "red" or shape not in needs_red:
+            return {own: 1.0}
+        return {own: 0.5, (3 if own != 3 else 0): 0.5}  # the rest falls to cross (crosses to circle)
+
+    d = designs(CFG4, 2, ["red"])
+    v = verify_class(TableProber(_rich_rates(called), 4), d, 2, "triangle", n_images=32)
+    drop = v.effects_of("red")["drop"]
+    assert drop.significant and drop.effect == pytest.approx(0.5)
+    assert drop.visibility == pytest.approx({"yellow": 0.5, "purple": 0.5, "white": 0.5})
+    assert drop.specific_effect == pytest.approx(0.0) and not drop.passed and v.verdict == "no_evidence"
+    assert verify_class(TableProber(_rich_rates(called), 4), d, 2, "triangle", n_images=32,
+                        visibility_control=False).verified == ["red"]  # the claim the control removes
+    # only triangles need red: the same drop is specific to triangle, and passes
+    only = _rich_rates(lambda s, c, b: called(s, c, b, needs_red=("triangle",)))
+    shortcut = verify_class(TableProber(only, 4), d, 2, "triangle", n_images=32).effects_of("red")["drop"]
+    assert shortcut.specific_effect == pytest.approx(0.5) and shortcut.passed
+
+
+def test_the_report_names_a_drop_that_is_not_specific():
+    from dexter.reasoning.summary import verification_section
+
+    def called(shape, colour, bg):
+        own = CFG4.shapes.index(shape)
+        return {own: 1.0} if colour == "red" else {own: 0.5, (3 if own != 3 else 0): 0.5}
+
+    d = verify_class(TableProber(_rich_rates(called), 4), designs(CFG4, 2, ["red"]), 2, "triangle", n_images=32)
+    section = verification_section(d.as_dict())
+    assert "not specific (beyond every class's gain in recognition: +0.00)" in section
+    assert "what the attribute does to the other classes' own recognition" in section
