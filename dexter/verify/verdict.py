@@ -317,6 +317,21 @@ def _domains(kind: Kind, rows: Sequence[ContentRow], n_alternatives: int, outcom
             for j in range(n_alternatives)]
 
 
+def _gap(rows: Sequence[ContentRow], j: int, outcomes, target: int, keep) -> float | None:
+    """Share of the rows' images called ``target`` with the attribute minus with alternative ``j`` (None when
+    a side has no counted image)."""
+    hw, nw, _ = _counts([r.with_prompt for r in rows], outcomes, target, keep)
+    ho, no, _ = _counts([r.without_prompts[j] for r in rows], outcomes, target, keep)
+    return hw / nw - ho / no if nw and no else None
+
+
+def _by_class(rows: Sequence[ContentRow]) -> dict[int, list[ContentRow]]:
+    out: dict[int, list[ContentRow]] = {}
+    for r in rows:
+        out.setdefault(r.content_class, []).append(r)
+    return out
+
+
 def _breadth(domains: Sequence[Sequence[ContentRow]], outcomes, class_index: int, keep, min_effect: float) -> int:
     """How many content classes show the flip effect (>= ``min_effect``) against every alternative.
 
@@ -325,17 +340,10 @@ def _breadth(domains: Sequence[Sequence[ContentRow]], outcomes, class_index: int
     crosses on water are called circles, on real test images too, while no other purple shape is), not a
     shortcut of c.
     """
-    per_alternative = []
-    for j, domain in enumerate(domains):
-        shown = set()
-        for k in dict.fromkeys(r.content_class for r in domain):
-            rows = [r for r in domain if r.content_class == k]
-            hw, nw, _ = _counts([r.with_prompt for r in rows], outcomes, class_index, keep)
-            ho, no, _ = _counts([r.without_prompts[j] for r in rows], outcomes, class_index, keep)
-            if nw and no and hw / nw - ho / no >= min_effect:
-                shown.add(k)
-        per_alternative.append(shown)
-    return len(set.intersection(*per_alternative)) if per_alternative else 0
+    shown = [{k for k, rows in _by_class(domain).items()
+              if (gap := _gap(rows, j, outcomes, class_index, keep)) is not None and gap >= min_effect}
+             for j, domain in enumerate(domains)]
+    return len(set.intersection(*shown)) if shown else 0
 
 
 def _visibility(others: Sequence[ContentRow], n_alternatives: int, outcomes, keep, min_recognition: float
@@ -350,16 +358,9 @@ def _visibility(others: Sequence[ContentRow], n_alternatives: int, outcomes, kee
     what the attribute does for every class.
     """
     domain = _domains("drop", others, n_alternatives, outcomes, keep, min_recognition)[0] if others else []
-    gains: list[list[float]] = [[] for _ in range(n_alternatives)]
-    for k in dict.fromkeys(r.content_class for r in domain):
-        if k < 0:
-            continue
-        rows = [r for r in domain if r.content_class == k]
-        hw, nw, _ = _counts([r.with_prompt for r in rows], outcomes, k, keep)
-        for j in range(n_alternatives):
-            ho, no, _ = _counts([r.without_prompts[j] for r in rows], outcomes, k, keep)
-            if nw and no:
-                gains[j].append(hw / nw - ho / no)
+    per_class = {k: rows for k, rows in _by_class(domain).items() if k >= 0}  # own class known
+    gains = [[g for k, rows in per_class.items() if (g := _gap(rows, j, outcomes, k, keep)) is not None]
+             for j in range(n_alternatives)]
     return [float(np.mean(g)) if g else 0.0 for g in gains]
 
 
