@@ -47,18 +47,16 @@ def verdict_sentence(v: dict) -> str:
     if not effects:
         return (f"**No evidence of a shortcut.** No DEXTER keyword of \"{name}\" names an attribute that could be "
                 "tested, so no bias claim is made.")
-    vetoed = {a: d for a, d in decisions.items() if "contradicted" in d}
-    quiet = [a for a in effects if a not in vetoed]
-    text = "**No evidence of a shortcut.**"
-    if quiet:
-        text += (f" None of the tested keywords ({', '.join(quiet)}) changes the classifier's answer for \"{name}\" "
-                 f"significantly (Holm-adjusted p < {s['alpha']:g}) by at least {s['min_effect']:g} against every "
-                 "alternative, in the flip or the drop test.")
-    if vetoed:
-        text += (" " + ", ".join(f"\"{a}\" ({d})" for a, d in vetoed.items()) + " passed one test while the other "
-                 f"found it significantly AGAINST \"{name}\" (interval below zero): an attribute that makes images "
-                 "harder to read, or another class's cue, not a cue for this class.")
-    return text
+    reasons = []
+    for a, by_kind in effects.items():
+        tests = "; ".join(f"{k}: {_result(e)}" for k, e in by_kind.items())
+        if "contradicted" in decisions.get(a, ""):
+            tests += " -> contradicted"
+        reasons.append(f"{a} ({tests})")
+    return (f"**No evidence of a shortcut.** No tested keyword is verified for \"{name}\": " + ", ".join(reasons)
+            + f". A test passes when significant (Holm-adjusted p < {s['alpha']:g}) and at least "
+            f"{s['min_effect']:g} against every alternative; an attribute is verified when one test passes and the "
+            "other does not find it against the class (see the test's rules below).")
 
 
 def verification_table(v: dict) -> list[str]:
@@ -96,6 +94,8 @@ def _result(e: dict) -> str:
         return f"narrow (shows in {e['classes_with_effect']} of the {e['classes_needed']} classes needed)"
     if not e.get("testable", True):
         return "untestable (no image left on a side)"
+    if e["ci_high"] < 0:
+        return "against the class (interval below zero)"
     return "saturated" if e.get("saturated") else "failed"
 
 

@@ -243,8 +243,8 @@ def test_the_report_says_why_a_passed_test_was_not_a_verdict():
 
     d = verify_class(TableProber(_rich_rates(called), 4), designs(CFG4, 3, ["white"]), 3, "cross", n_images=32).as_dict()
     sentence = verdict_sentence(d)
-    assert sentence.startswith("**No evidence of a shortcut.**") and "None of the tested" not in sentence
-    assert '"white" (flip, contradicted by drop)' in sentence
+    assert sentence.startswith("**No evidence of a shortcut.** No tested keyword is verified for \"cross\"")
+    assert "white (flip: passed; drop: against the class (interval below zero) -> contradicted)" in sentence
     section = verification_section(d)
     assert "no (contradicted)" in section and "interval lies below zero" in section
 
@@ -301,6 +301,7 @@ def test_the_report_names_a_narrow_flip():
     d = verify_class(TableProber(_rich_rates(called), 4), designs(CFG4, 0, ["purple"]), 0, "circle", n_images=32)
     section = verification_section(d.as_dict())
     assert "narrow (shows in 1 of the 2 classes needed)" in section and "content of 2 other classes" in section
+    assert "purple (flip: narrow (shows in 1 of the 2 classes needed); drop: " in section.split("\n")[2]
 
 
 def test_a_colour_that_makes_every_shape_visible_is_not_one_class_shortcut():
