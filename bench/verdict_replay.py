@@ -107,7 +107,7 @@ def replay(args) -> None:
         v = verify_class(prober, [world_design(vocab, c, w, flip) for w in words], c, name, n_images=s["n_images"],
                          alpha=s["alpha"], min_effect=s["min_effect"], min_recognition=s["min_recognition"],
                          veto_contradicted=s["veto_contradicted"], min_flip_classes=s["min_flip_classes"],
-                         visibility_control=s["visibility_control"])
+                         visibility_control=s["visibility_control"], min_drop_contexts=s["min_drop_contexts"])
         cells = []
         for w in words:
             e = v.effects_of(w)

@@ -82,13 +82,15 @@ class VerifySettings:
     veto_contradicted: bool = True  # an attribute the other test finds significantly AGAINST the class is not verified
     min_flip_classes: int = 2  # a flip passes when its effect shows in this many other classes' content (or all)
     visibility_control: bool = True  # a drop must exceed what the attribute does to every class's recognition
+    min_drop_contexts: int = 2  # a drop passes when its effect shows in this many contexts of the class (or all)
     activation_images: int = 32  # images per prompt for activation scores and caption frames
     caption_frames: int = 4  # fresh-noise frames captioned per DEXTER run
     max_flip_classes: int = 8  # other classes whose images are used for the flip test
     max_alternatives: int = 4  # alternatives per attribute (real data)
 
     def __post_init__(self) -> None:
-        for name in ("n_images", "activation_images", "max_flip_classes", "max_alternatives", "min_flip_classes"):
+        for name in ("n_images", "activation_images", "max_flip_classes", "max_alternatives", "min_flip_classes",
+                     "min_drop_contexts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.caption_frames < 0:
@@ -233,7 +235,8 @@ class Auditor:
                             min_effect=s.min_effect, min_recognition=s.min_recognition,
                             veto_contradicted=s.veto_contradicted,
                             min_flip_classes=s.min_flip_classes,
-                            visibility_control=s.visibility_control, skipped=skipped)
+                            visibility_control=s.visibility_control,
+                            min_drop_contexts=s.min_drop_contexts, skipped=skipped)
 
     def _backend_design(self, backend, class_index: int, word: str, flip: Sequence[int]) -> AttributeDesign | str:
         proposal = backend.counterfactuals(self.class_names[class_index], word, self.class_names)

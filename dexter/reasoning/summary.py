@@ -92,6 +92,8 @@ def _result(e: dict) -> str:
         return f"not specific (beyond every class's gain in recognition: {specific:+.2f})"
     if e.get("significant") and e.get("classes_with_effect", 0) < e.get("classes_needed", 0):
         return f"narrow (shows in {e['classes_with_effect']} of the {e['classes_needed']} classes needed)"
+    if e.get("significant") and e.get("contexts_with_effect", 0) < e.get("contexts_needed", 0):
+        return f"narrow (shows in {e['contexts_with_effect']} of the {e['contexts_needed']} contexts needed)"
     if not e.get("testable", True):
         return "untestable (no image left on a side)"
     if e["ci_high"] < 0:
@@ -117,6 +119,8 @@ def verification_section(v: dict, activation: dict | None = None) -> str:
                      if s.get("min_flip_classes", 1) > 1 else "")
                   + ("; a drop must exceed by the same margin what the attribute does to the other classes' own "
                      "recognition (\"not specific\" otherwise)" if s.get("visibility_control") else "")
+                  + (f"; a drop must show in {s['min_drop_contexts']} contexts of the class (or all tested)"
+                     if s.get("min_drop_contexts", 1) > 1 else "")
                   + ". Images the CLIP judge "
                   "found not to show their prompt's class and value are not counted (\"set aside\"), nor are contents "
                   f"the classifier recognises in less than {s.get('min_recognition', 0):.0%} of the images of every one "

@@ -160,6 +160,10 @@ class Effect:
     # many the test needs (min_flip_classes, or fewer when the design has fewer other classes)
     classes_with_effect: int = 0
     classes_needed: int = 0
+    # drop only: contexts (rows: the class's content in one setting of the other attribute) that show the effect
+    # (>= min_effect against every alternative), and how many the test needs (min_drop_contexts, or all rows)
+    contexts_with_effect: int = 0
+    contexts_needed: int = 0
     # drop only: what the attribute does to EVERY class's recognition (the other classes' own-class rate with
     # the attribute minus with each alternative, averaged over those classes), and the drop effect beyond it
     visibility: dict[str, float] = field(default_factory=dict)
@@ -183,6 +187,7 @@ class ClassVerification:
     veto_contradicted: bool = True
     min_flip_classes: int = 2
     visibility_control: bool = True
+    min_drop_contexts: int = 2
     effects: list[Effect] = field(default_factory=list)
     designs: list[AttributeDesign] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # keyword -> why it was not tested
@@ -261,7 +266,7 @@ class ClassVerification:
                          "rule": "flip or drop" + (", unless the other test's interval lies below zero"
                                                    if self.veto_contradicted else ""),
                          "veto_contradicted": self.veto_contradicted, "min_flip_classes": self.min_flip_classes,
-                         "visibility_control": self.visibility_control},
+                         "visibility_control": self.visibility_control, "min_drop_contexts": self.min_drop_contexts},
             "cost": {"images_used": self.images_used, "images_generated": self.images_generated,
                      "seconds": round(self.seconds, 2)},
         }
@@ -325,22 +330,33 @@ def _gap(rows: Sequence[ContentRow], j: int, outcomes, target: int, keep) -> flo
     return hw / nw - ho / no if nw and no else None
 
 
-def _by_class(rows: Sequence[ContentRow]) -> dict[int, list[ContentRow]]:
-    out: dict[int, list[ContentRow]] = {}
+def _grouped(rows: Sequence[ContentRow], key) -> dict:
+    out: dict = {}
     for r in rows:
-        out.setdefault(r.content_class, []).append(r)
+        out.setdefault(key(r), []).append(r)
     return out
 
 
-def _breadth(domains: Sequence[Sequence[ContentRow]], outcomes, class_index: int, keep, min_effect: float) -> int:
-    """How many content classes show the flip effect (>= ``min_effect``) against every alternative.
+def _by_class(rows: Sequence[ContentRow]) -> dict[int, list[ContentRow]]:
+    return _grouped(rows, lambda r: r.content_class)
 
-    Why: a cue of class c pulls ANY content towards c. An effect confined to one other class is a confusion
-    of that class with c under the attribute (measured on the rich world's shortcut-reliant classifier: purple
-    crosses on water are called circles, on real test images too, while no other purple shape is), not a
-    shortcut of c.
+
+def _breadth(domains: Sequence[Sequence[ContentRow]], outcomes, class_index: int, keep, min_effect: float,
+             key) -> int:
+    """How many groups of rows (``key``: content class for the flip, the row itself for the drop) show the
+    effect (>= ``min_effect``) against every alternative.
+
+    Why, flip: a cue of class c pulls ANY content towards c. An effect confined to one other class is a
+    confusion of that class with c under the attribute (measured on the rich world's shortcut-reliant
+    classifier: purple crosses on water are called circles, on real test images too, while no other purple
+    shape is), not a shortcut of c.
+    Why, drop: an effect seen in one context (one cell of the class) cannot say which of the cell's values
+    carries it. Measured on the rich world with circle's shortcut at 0.8: generated purple circles on sand are
+    circles (0.94), other colours there not (0.00-0.19), and nowhere else does purple matter: "purple" passed
+    circle's drop (+0.38); and a small-world classifier that recognised generated circles only as yellow on
+    water passed both "yellow" and "water" from that one cell.
     """
-    shown = [{k for k, rows in _by_class(domain).items()
+    shown = [{g for g, rows in _grouped(domain, key).items()
               if (gap := _gap(rows, j, outcomes, class_index, keep)) is not None and gap >= min_effect}
              for j, domain in enumerate(domains)]
     return len(set.intersection(*shown)) if shown else 0
@@ -366,7 +382,7 @@ def _visibility(others: Sequence[ContentRow], n_alternatives: int, outcomes, kee
 
 def _measure(attribute: str, kind: Kind, alternatives: Sequence[str], rows: Sequence[ContentRow], outcomes,
              class_index: int, keep, min_recognition: float, min_effect: float = 0.0,
-             min_flip_classes: int = 1, others: Sequence[ContentRow] | None = None
+             min_flip_classes: int = 1, others: Sequence[ContentRow] | None = None, min_drop_contexts: int = 1
              ) -> tuple[Effect, list[Comparison] | None]:
     """The test's counts against every alternative; the Effect is completed after Holm (see verify_class)."""
     domains = _domains(kind, rows, len(alternatives), outcomes, keep, min_recognition)
@@ -397,8 +413,11 @@ def _measure(attribute: str, kind: Kind, alternatives: Sequence[str], rows: Sequ
             x.effect - max(0.0, v) for x, v in zip(comparisons, seen)))
     if kind == "flip":
         classes = {r.content_class for r in rows}
-        effect = replace(effect, classes_needed=min(min_flip_classes, len(classes)),
-                         classes_with_effect=_breadth(domains, outcomes, class_index, keep, min_effect))
+        effect = replace(effect, classes_needed=min(min_flip_classes, len(classes)), classes_with_effect=_breadth(
+            domains, outcomes, class_index, keep, min_effect, lambda r: r.content_class))
+    else:
+        effect = replace(effect, contexts_needed=min(min_drop_contexts, len(rows)), contexts_with_effect=_breadth(
+            domains, outcomes, class_index, keep, min_effect, lambda r: r.content))
     return effect, comparisons
 
 
@@ -415,6 +434,7 @@ def verify_class(
     veto_contradicted: bool = True,
     min_flip_classes: int = 2,
     visibility_control: bool = True,
+    min_drop_contexts: int = 2,
     skipped: Mapping[str, str] | None = None,
 ) -> ClassVerification:
     """Generate (or reuse) ``n_images`` per prompt of every design, measure flip and drop, apply Holm."""
@@ -424,13 +444,15 @@ def verify_class(
         raise ValueError(f"min_effect must be in [0, 1], got {min_effect}")
     if not 0 <= min_recognition <= 1:
         raise ValueError(f"min_recognition must be in [0, 1], got {min_recognition}")
-    if min_flip_classes < 1:
-        raise ValueError(f"min_flip_classes must be at least 1, got {min_flip_classes}")
+    if min_flip_classes < 1 or min_drop_contexts < 1:
+        raise ValueError(f"min_flip_classes and min_drop_contexts must be at least 1, got {min_flip_classes} and "
+                         f"{min_drop_contexts}")
     for d in designs:
         if not d.flip or not d.drop:
             raise ValueError(f"attribute {d.attribute!r}: a design needs flip and drop content")
     result = ClassVerification(class_index, class_name, alpha, min_effect, n_images, 1 - alpha, min_recognition,
-                               veto_contradicted, min_flip_classes, visibility_control, designs=list(designs),
+                               veto_contradicted, min_flip_classes, visibility_control, min_drop_contexts,
+                               designs=list(designs),
                                skipped=dict(skipped or {}))
     if not designs:
         return result
@@ -446,7 +468,7 @@ def verify_class(
         return judge.agrees(o.embeddings, claims[prompt])
 
     measured = [_measure(d.attribute, kind, d.alternatives, rows, outcomes, class_index, keep, min_recognition,
-                         min_effect, min_flip_classes, d.flip if visibility_control else None)
+                         min_effect, min_flip_classes, d.flip if visibility_control else None, min_drop_contexts)
                 for d in designs for kind, rows in (("flip", d.flip), ("drop", d.drop))]
     p_values = [e.p_value for e, _ in measured]
     for (e, comparisons), p_adj in zip(measured, holm(p_values)):
@@ -455,6 +477,7 @@ def verify_class(
             significant = p_adj < alpha
             e = replace(e, ci_low=low, ci_high=high, p_adjusted=p_adj, significant=significant,
                         passed=significant and e.effect >= min_effect and e.classes_with_effect >= e.classes_needed
+                        and e.contexts_with_effect >= e.contexts_needed
                         and (e.specific_effect is None or e.specific_effect >= min_effect),
                         saturated=e.rate_without > 1 - min_effect)
         result.effects.append(e)

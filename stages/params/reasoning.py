@@ -47,6 +47,9 @@ class VerifySection(Section):
     # a drop passes only when it exceeds, by min_effect, what the attribute does to the OTHER classes' own
     # recognition (an attribute that makes every shape easier to see is not one class's shortcut)
     visibility_control: bool = True
+    # a drop passes only when its effect shows in at least this many contexts of the class (its content in one
+    # setting of the other attribute; all of them when fewer): one cell cannot say which of its values matters
+    min_drop_contexts: int = Field(2, ge=1)
     seed: int = 0  # noise of image i is seeded by (seed, i), independent of DEXTER's optimisation noise
     # count only images that CLIP zero-shot agrees show their prompt's class and tested value, so a generator
     # that draws one value badly is not mistaken for a classifier that needs another (dexter/verify/judge.py)

@@ -339,3 +339,29 @@ def test_the_report_names_a_drop_that_is_not_specific():
     section = verification_section(d.as_dict())
     assert "not specific (beyond every class's gain in recognition: +0.00)" in section
     assert "what the attribute does to the other classes' own recognition" in section
+
+
+def test_a_drop_carried_by_one_cell_is_not_a_shortcut():
+    """As measured on the rich world with circle's shortcut at 0.8: circles are circles on water, and
+    generated purple circles are circles on sand too, no other colour there. Circle's drop for "purple" is
+    carried by that one cell (+0.50 over the two backgrounds where circles are read, significant); it shows in
+    one context of four, so it does not pass. "water" shows in three colours of four (not against sand for
+    purple circles) and passes."""
+    def called(shape, colour, bg):
+        own = CFG4.shapes.index(shape)
+        if shape != "circle":
+            return {own: 1.0}
+        return {0: 1.0} if bg == "water" or (colour, bg) == ("purple", "sand") else {1: 1.0}
+
+    d = designs(CFG4, 0, ["purple", "water"])
+    v = verify_class(TableProber(_rich_rates(called), 4), d, 0, "circle", n_images=32)
+    purple = v.effects_of("purple")["drop"]
+    assert purple.significant and purple.effect == pytest.approx(0.5)
+    assert (purple.contexts_with_effect, purple.contexts_needed) == (1, 2) and not purple.passed
+    water = v.effects_of("water")["drop"]
+    assert water.passed and (water.contexts_with_effect, water.contexts_needed) == (3, 2)
+    assert v.verified == ["water"]
+    assert verify_class(TableProber(_rich_rates(called), 4), d, 0, "circle", n_images=32,
+                        min_drop_contexts=1).verified == ["purple", "water"]  # the claim context breadth removes
+    from dexter.reasoning.summary import verification_section
+    assert "narrow (shows in 1 of the 2 contexts needed)" in verification_section(v.as_dict())
