@@ -82,7 +82,7 @@ def _value(text: str):
 
 
 def replay(args) -> None:
-    from dataclasses import fields
+    from dataclasses import fields, replace
 
     from dexter.reasoning.audit import VerifySettings, Vocabulary, world_design
     from dexter.reasoning.world import WORLD_TEMPLATE
@@ -97,17 +97,14 @@ def replay(args) -> None:
     unknown = set(overrides) - {f.name for f in fields(VerifySettings)}
     if unknown:
         raise SystemExit(f"error: --set names no reasoning.verify setting: {sorted(unknown)}")
-    s = {f.name: getattr(settings, f.name) for f in fields(VerifySettings)} | {k: _value(v) for k, v in overrides.items()}
+    settings = replace(settings, **{k: _value(v) for k, v in overrides.items()})
     prober = _Replay(args.outcomes, build_judge(params) if params.reasoning.verify.judge else None)
     vocab = Vocabulary(tuple(cfg.shapes), {"color": tuple(cfg.colors), "background": tuple(cfg.backgrounds)},
                        WORLD_TEMPLATE)
     words = [*cfg.colors, *cfg.backgrounds]
     for c, name in enumerate(cfg.shapes):
         flip = [k for k in range(len(cfg.shapes)) if k != c]
-        v = verify_class(prober, [world_design(vocab, c, w, flip) for w in words], c, name, n_images=s["n_images"],
-                         alpha=s["alpha"], min_effect=s["min_effect"], min_recognition=s["min_recognition"],
-                         veto_contradicted=s["veto_contradicted"], min_flip_classes=s["min_flip_classes"],
-                         visibility_control=s["visibility_control"], min_drop_contexts=s["min_drop_contexts"])
+        v = verify_class(prober, [world_design(vocab, c, w, flip) for w in words], c, name, **settings.test_kwargs())
         cells = []
         for w in words:
             e = v.effects_of(w)

@@ -96,6 +96,13 @@ class VerifySettings:
         if self.caption_frames < 0:
             raise ValueError("caption_frames must be >= 0")
 
+    def test_kwargs(self) -> dict:
+        """The settings :func:`dexter.verify.verify_class` takes: how much to generate and how to decide."""
+        return {"n_images": self.n_images, "alpha": self.alpha, "min_effect": self.min_effect,
+                "min_recognition": self.min_recognition, "veto_contradicted": self.veto_contradicted,
+                "min_flip_classes": self.min_flip_classes, "visibility_control": self.visibility_control,
+                "min_drop_contexts": self.min_drop_contexts}
+
 
 def candidate_attributes(keywords: Sequence[str], class_names: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     """DEXTER keywords worth testing (deduplicated, in order) and why the others are not tested.
@@ -231,12 +238,7 @@ class Auditor:
             else:
                 designs.append(design)
         log.info("class %r: testing %s; not testing %s", inputs.class_name, [d.attribute for d in designs], skipped)
-        return verify_class(self.prober, designs, c, inputs.class_name, n_images=s.n_images, alpha=s.alpha,
-                            min_effect=s.min_effect, min_recognition=s.min_recognition,
-                            veto_contradicted=s.veto_contradicted,
-                            min_flip_classes=s.min_flip_classes,
-                            visibility_control=s.visibility_control,
-                            min_drop_contexts=s.min_drop_contexts, skipped=skipped)
+        return verify_class(self.prober, designs, c, inputs.class_name, skipped=skipped, **s.test_kwargs())
 
     def _backend_design(self, backend, class_index: int, word: str, flip: Sequence[int]) -> AttributeDesign | str:
         proposal = backend.counterfactuals(self.class_names[class_index], word, self.class_names)
