@@ -148,6 +148,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="classifier-free guidance; <= 1 = the conditional prediction only (LCM-LoRA's setting)")
     p.add_argument("--resolution", type=_resolution, default=None,
                    help="image side, a multiple of 8; None = the UNet's native size")
+    p.add_argument("--pixel-noise", type=_float(0.0, strict=False), default=0.0,
+                   help="Gaussian noise (std, images in [0, 1]) added to every generated image: the sensor noise "
+                   "of the classifier's training images that the VAE decodes away (the synthetic world: 0.0235)")
 
 
 def build_parser(explain_defaults: dict | None = None) -> argparse.ArgumentParser:
@@ -435,7 +438,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     freeze_classifier(clf, device)
     result = activation_score(sd, clf, args.prompt, args.class_index, n=args.n, seed=args.seed,
                               batch_size=args.batch_size, inference_steps=args.inference_steps,
-                              guidance_scale=args.guidance_scale, resolution=args.resolution).as_dict()
+                              guidance_scale=args.guidance_scale, resolution=args.resolution,
+                              pixel_noise=args.pixel_noise).as_dict()
     result["classifier_input"] = clf.info
     print(json.dumps(result, indent=2))
     if args.out:

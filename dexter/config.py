@@ -42,6 +42,9 @@ class DexterConfig:
     inference_steps: int = 4
     guidance_scale: float = 1.0
     resolution: int | None = None  # image side; None = the UNet's native size
+    pixel_noise: float = 0.0  # Gaussian noise (std, images in [0, 1]) added to every generated image: the
+    # sensor noise of the classifier's training images that the generator's VAE decodes away (the synthetic
+    # world: 6/255, its renderer's); 0 = none (the paper). See dexter.sampler.add_pixel_noise.
     seed: int = 0
     soft_prompt_length: int = 1
     tau: float = 1.0
@@ -74,6 +77,8 @@ class DexterConfig:
                 raise DexterInputError(f"{name} must be a positive number, got {value!r}")
         if not (math.isfinite(self.guidance_scale) and self.guidance_scale >= 0):
             raise DexterInputError(f"guidance_scale must be a number >= 0, got {self.guidance_scale!r}")
+        if not (isinstance(self.pixel_noise, int | float) and 0 <= self.pixel_noise < 1):
+            raise DexterInputError(f"pixel_noise must be a number in [0, 1), got {self.pixel_noise!r}")
         if self.resolution is not None and self.resolution < 1:
             raise DexterInputError(f"resolution must be a positive number of pixels or None, got {self.resolution}")
         if self.step_noise not in STEP_NOISE:

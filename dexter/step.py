@@ -179,7 +179,7 @@ def dexter_step(models: DexterModels, states: Sequence[RunState]) -> list[StepRe
     images = sample_images(
         text_states, latents, models.sd.scheduler, models.sd.unet, models.decoder, cfg.inference_steps,
         cfg.guidance_scale, models.uncond_states, [seed for s in states for seed in step_noise_seeds(cfg, s)],
-        grad_steps=cfg.backprop_steps,
+        grad_steps=cfg.backprop_steps, pixel_noise=cfg.pixel_noise,
     )
     clf_dtype = models.classifier.head.weight.dtype
     class_logits, features = models.classifier(images.to(clf_dtype))

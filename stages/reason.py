@@ -41,7 +41,8 @@ def verify_settings(params):
 
 
 def build_prober(params, classifier_dir: Path):
-    """The audited classifier answering images of DEXTER's generator (same steps, guidance, resolution, dtype)."""
+    """The audited classifier answering images of DEXTER's generator (same steps, guidance, resolution, pixel
+    noise, dtype)."""
     from common.classifier import load_classifier
     from dexter.classifiers import freeze_classifier, wrap_pipeline_classifier
     from dexter.loading import load_sd, resolve_dtype
@@ -53,7 +54,8 @@ def build_prober(params, classifier_dir: Path):
     freeze_classifier(clf, device)
     sd = load_sd(models.stable_diffusion, models.lcm_lora, device=device, dtype=resolve_dtype(section.dtype, device))
     generate = diffusion_generator(sd, seed=v.seed, inference_steps=section.inference_steps,
-                                   guidance_scale=section.guidance_scale, resolution=section.resolution)
+                                   guidance_scale=section.guidance_scale, resolution=section.resolution,
+                                   pixel_noise=section.pixel_noise)
 
     def classify(images):
         return clf(images.to(clf.head.weight.dtype))
@@ -87,7 +89,8 @@ def generator_fingerprint(params, classifier_dir: Path) -> dict:
 
     return {"stable_diffusion": models.stable_diffusion, "lcm_lora": models.lcm_lora,
             "inference_steps": section.inference_steps, "guidance_scale": section.guidance_scale,
-            "resolution": section.resolution, "dtype": section.dtype, "device": params.device,
+            "resolution": section.resolution, "pixel_noise": section.pixel_noise, "dtype": section.dtype,
+            "device": params.device,
             "classifier": tree_signature(classifier_dir, contents=True), "judge_clip": judge_clip(params)}
 
 

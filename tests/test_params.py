@@ -188,6 +188,14 @@ def test_dataset_dexter_overrides_apply_only_to_that_dataset(raw: dict) -> None:
     assert parse_params(edited).dexter_settings.steps == 1000
 
 
+def test_the_worlds_pixel_noise_is_its_renderers_sensor_noise(raw: dict) -> None:
+    """Generated world images get back the noise the VAE decodes away: the renderer's, not a second number."""
+    from world.synthetic import SENSOR_NOISE
+
+    assert parse_params(raw).dexter_settings.pixel_noise == pytest.approx(SENSOR_NOISE / 255, abs=5e-5)
+    assert parse_params(raw).dexter.pixel_noise == 0.0  # real data: none unless asked (the paper)
+
+
 # params.yaml's deliberate choices where it departs from the schema's defaults, each with the reason it must
 # stay. Any other difference (or a key the file does not state) fails: the file states every setting. An
 # entry whose key no longer departs fails too (a stale exception), so the list stays the truth.

@@ -83,6 +83,7 @@ class VerifySettings:
     min_flip_classes: int = 2  # a flip passes when its effect shows in this many other classes' content (or all)
     visibility_control: bool = True  # a drop must exceed what the attribute does to every class's recognition
     min_drop_contexts: int = 2  # a drop passes when its effect shows in this many contexts of the class (or all)
+    min_flip_contexts: int = 2  # a flip passes when its effect shows in this many contexts (or all)
     activation_images: int = 32  # images per prompt for activation scores and caption frames
     caption_frames: int = 4  # fresh-noise frames captioned per DEXTER run
     max_flip_classes: int = 8  # other classes whose images are used for the flip test
@@ -90,7 +91,7 @@ class VerifySettings:
 
     def __post_init__(self) -> None:
         for name in ("n_images", "activation_images", "max_flip_classes", "max_alternatives", "min_flip_classes",
-                     "min_drop_contexts"):
+                     "min_drop_contexts", "min_flip_contexts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.caption_frames < 0:
@@ -101,7 +102,7 @@ class VerifySettings:
         return {"n_images": self.n_images, "alpha": self.alpha, "min_effect": self.min_effect,
                 "min_recognition": self.min_recognition, "veto_contradicted": self.veto_contradicted,
                 "min_flip_classes": self.min_flip_classes, "visibility_control": self.visibility_control,
-                "min_drop_contexts": self.min_drop_contexts}
+                "min_drop_contexts": self.min_drop_contexts, "min_flip_contexts": self.min_flip_contexts}
 
 
 def candidate_attributes(keywords: Sequence[str], class_names: Sequence[str]) -> tuple[list[str], dict[str, str]]:

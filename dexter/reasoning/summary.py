@@ -121,6 +121,8 @@ def verification_section(v: dict, activation: dict | None = None) -> str:
                      "recognition (\"not specific\" otherwise)" if s.get("visibility_control") else "")
                   + (f"; a drop must show in {s['min_drop_contexts']} contexts of the class (or all tested)"
                      if s.get("min_drop_contexts", 1) > 1 else "")
+                  + (f"; a flip must show in {s['min_flip_contexts']} contexts, the other classes pooled (or all "
+                     "tested)" if s.get("min_flip_contexts", 1) > 1 else "")
                   + ". Images the CLIP judge "
                   "found not to show their prompt's class and value are not counted (\"set aside\"), nor are contents "
                   f"the classifier recognises in less than {s.get('min_recognition', 0):.0%} of the images of every one "

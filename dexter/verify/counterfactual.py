@@ -132,8 +132,9 @@ def _to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 def diffusion_generator(sd, *, seed: int = 0, inference_steps: int = 4, guidance_scale: float = 1.0,
-                        resolution: int | None = None) -> Generate:
-    """DEXTER's sampler on plain-text prompts: ``sd`` is a :class:`dexter.loading.SDComponents`.
+                        resolution: int | None = None, pixel_noise: float = 0.0) -> Generate:
+    """DEXTER's sampler on plain-text prompts: ``sd`` is a :class:`dexter.loading.SDComponents`
+    (``pixel_noise``: :func:`dexter.sampler.add_pixel_noise`).
 
     Text features are computed once per prompt and reused; the images of one call may mix prompts.
     """
@@ -162,7 +163,7 @@ def diffusion_generator(sd, *, seed: int = 0, inference_steps: int = 4, guidance
             latents = initial_latents([s for s, _ in seeds], shape, device, sd.dtype)
             cond = torch.stack([text_cache[p] for p in prompts])
             return sample_images(cond, latents, sd.scheduler, sd.unet, sd.vae, inference_steps, guidance_scale,
-                                 uncond, [s for _, s in seeds])
+                                 uncond, [s for _, s in seeds], pixel_noise=pixel_noise)
 
     return generate
 

@@ -37,6 +37,7 @@ class DexterSection(Section):
     inference_steps: int = Field(_D.inference_steps, ge=1)
     guidance_scale: float = Field(_D.guidance_scale, ge=0)
     resolution: int | None = Field(_D.resolution, ge=8)  # None = the generator's native size
+    pixel_noise: float = Field(_D.pixel_noise, ge=0, lt=1)  # noise added to generated images (the world's sensor noise)
     soft_prompt_length: int = Field(_D.soft_prompt_length, ge=1)
     tau: float = Field(_D.tau, gt=0)  # Gumbel-softmax temperature of the backward pass
     template: str | None = _D.template  # None = the mode's template

@@ -50,6 +50,9 @@ class VerifySection(Section):
     # a drop passes only when its effect shows in at least this many contexts of the class (its content in one
     # setting of the other attribute; all of them when fewer): one cell cannot say which of its values matters
     min_drop_contexts: int = Field(2, ge=1)
+    # likewise a flip: its effect must show in at least this many contexts (settings of the other attribute,
+    # the other classes' content pooled; all of them when fewer): one cell cannot say which of its values matters
+    min_flip_contexts: int = Field(2, ge=1)
     seed: int = 0  # noise of image i is seeded by (seed, i), independent of DEXTER's optimisation noise
     # count only images that CLIP zero-shot agrees show their prompt's class and tested value, so a generator
     # that draws one value badly is not mistaken for a classifier that needs another (dexter/verify/judge.py)

@@ -365,3 +365,31 @@ def test_a_drop_carried_by_one_cell_is_not_a_shortcut():
                         min_drop_contexts=1).verified == ["purple", "water"]  # the claim context breadth removes
     from dexter.reasoning.summary import verification_section
     assert "narrow (shows in 1 of the 2 contexts needed)" in verification_section(v.as_dict())
+
+
+def test_a_flip_carried_by_one_colour_is_not_a_shortcut():
+    """As measured on the rich world's classifier trained with NO shortcut: generated yellow squares, triangles
+    and crosses on sand are called circles (0.50-0.88), no other colour on sand is. Circle's flip for "sand"
+    shows in three other classes, so class breadth passes it; it shows in one colour of four, so it does not
+    pass. A classifier that calls every shape on sand a circle (a cue of circle) keeps its claim."""
+    def one_colour(shape, colour, bg):
+        own = CFG4.shapes.index(shape)
+        return {0: 0.75, own: 0.25} if (colour, bg) == ("yellow", "sand") and own != 0 else {own: 1.0}
+
+    d = designs(CFG4, 0, ["sand"])
+    v = verify_class(TableProber(_rich_rates(one_colour), 4), d, 0, "circle", n_images=32)
+    flip = v.effects_of("sand")["flip"]
+    assert flip.significant and flip.classes_with_effect == 3
+    assert (flip.contexts_with_effect, flip.contexts_needed) == (1, 2) and not flip.passed
+    assert v.verdict == "no_evidence"
+    assert verify_class(TableProber(_rich_rates(one_colour), 4), d, 0, "circle", n_images=32,
+                        min_flip_contexts=1).verified == ["sand"]  # the claim context breadth removes
+    from dexter.reasoning.summary import verification_section
+    assert "narrow (shows in 1 of the 2 contexts needed)" in verification_section(v.as_dict())
+
+    def every_colour(shape, colour, bg):
+        own = CFG4.shapes.index(shape)
+        return {0: 0.75, own: 0.25} if bg == "sand" and own != 0 else {own: 1.0}
+
+    cue = verify_class(TableProber(_rich_rates(every_colour), 4), d, 0, "circle", n_images=32)
+    assert cue.verified == ["sand"] and cue.effects_of("sand")["flip"].contexts_with_effect == 4
