@@ -84,9 +84,8 @@ def _value(text: str):
 def replay(args) -> None:
     from dataclasses import fields, replace
 
-    from dexter.reasoning.audit import VerifySettings, Vocabulary, world_design
-    from dexter.reasoning.world import WORLD_TEMPLATE
-    from dexter.verify import verify_class
+    from dexter.reasoning.audit import VerifySettings
+    from dexter.reasoning.world import verify_every_value
     from stages.params import load_params
     from stages.reason import build_judge, verify_settings
 
@@ -99,12 +98,8 @@ def replay(args) -> None:
         raise SystemExit(f"error: --set names no reasoning.verify setting: {sorted(unknown)}")
     settings = replace(settings, **{k: _value(v) for k, v in overrides.items()})
     prober = _Replay(args.outcomes, build_judge(params) if params.reasoning.verify.judge else None)
-    vocab = Vocabulary(tuple(cfg.shapes), {"color": tuple(cfg.colors), "background": tuple(cfg.backgrounds)},
-                       WORLD_TEMPLATE)
     words = [*cfg.colors, *cfg.backgrounds]
-    for c, name in enumerate(cfg.shapes):
-        flip = [k for k in range(len(cfg.shapes)) if k != c]
-        v = verify_class(prober, [world_design(vocab, c, w, flip) for w in words], c, name, **settings.test_kwargs())
+    for name, v in verify_every_value(prober, cfg, settings).items():
         cells = []
         for w in words:
             e = v.effects_of(w)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from itertools import product
 
-from dexter.reasoning.audit import Vocabulary
+from dexter.reasoning.audit import VerifySettings, Vocabulary, world_design
 from dexter.reasoning.errors import ReasoningError
+from dexter.verify import ClassVerification, Prober, verify_class
 from world.synthetic import SyntheticWorldConfig, WorldSample, caption
 
 # One image description of the synthetic world with its attribute slots (world.synthetic.caption's words;
@@ -30,4 +31,20 @@ def world_vocabulary(cfg: SyntheticWorldConfig, class_names: list[str]) -> Vocab
                       WORLD_TEMPLATE)
 
 
-__all__ = ["WORLD_TEMPLATE", "synthetic_phrase_bank", "world_vocabulary"]
+def verify_every_value(prober: Prober, cfg: SyntheticWorldConfig, settings: VerifySettings
+                       ) -> dict[str, ClassVerification]:
+    """Each class's counterfactual verdicts over EVERY colour and background of the world, not only the
+    keywords DEXTER found: how a verdict rule is judged on one classifier (a class should be verified towards
+    its true shortcut value and nothing else). The prober caches its answers per prompt, so a second call
+    with other settings generates nothing."""
+    vocab = world_vocabulary(cfg, list(cfg.shapes))
+    words = [v for values in vocab.attribute_values.values() for v in values]
+    out = {}
+    for c, name in enumerate(cfg.shapes):
+        flip = [k for k in range(len(cfg.shapes)) if k != c]
+        out[name] = verify_class(prober, [world_design(vocab, c, w, flip) for w in words], c, name,
+                                 **settings.test_kwargs())
+    return out
+
+
+__all__ = ["WORLD_TEMPLATE", "synthetic_phrase_bank", "verify_every_value", "world_vocabulary"]
