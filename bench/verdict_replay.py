@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -27,23 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _world(params):
-    from world.synthetic import WorldSample, caption
-
-    cfg = params.synthetic.world_config()
-    prompts = [caption(cfg, WorldSample(s, c, b, 0))
-               for s, c, b in product(range(len(cfg.shapes)), range(len(cfg.colors)), range(len(cfg.backgrounds)))]
-    return cfg, prompts
-
-
 def dump(args) -> None:
+    from dexter.reasoning.world import synthetic_phrase_bank
     from stages.params import load_params
     from stages.reason import build_prober
 
     params = load_params(args.params)
     if params.dataset != "synthetic":
         raise SystemExit("error: verdict_replay needs the synthetic world (dataset: synthetic)")
-    _, prompts = _world(params)
+    prompts = synthetic_phrase_bank(params.synthetic.world_config())
     out = build_prober(params, Path(args.classifier)).outcomes(prompts, args.n)
     arrays = {"prompts": np.array(prompts), "labels": np.stack([out[p].labels for p in prompts]),
               "probs": np.stack([out[p].probs for p in prompts])}
@@ -90,7 +81,7 @@ def replay(args) -> None:
     from stages.reason import build_judge, verify_settings
 
     params = load_params(args.params)
-    cfg, _ = _world(params)
+    cfg = params.synthetic.world_config()
     settings = verify_settings(params)
     overrides = dict(item.split("=", 1) for item in args.set)
     unknown = set(overrides) - {f.name for f in fields(VerifySettings)}
@@ -98,10 +89,9 @@ def replay(args) -> None:
         raise SystemExit(f"error: --set names no reasoning.verify setting: {sorted(unknown)}")
     settings = replace(settings, **{k: _value(v) for k, v in overrides.items()})
     prober = _Replay(args.outcomes, build_judge(params) if params.reasoning.verify.judge else None)
-    words = [*cfg.colors, *cfg.backgrounds]
     for name, v in verify_every_value(prober, cfg, settings).items():
         cells = []
-        for w in words:
+        for w in v.tested:
             e = v.effects_of(w)
             cells.append(f"{w} {e['flip'].effect:+.2f}{'*' if e['flip'].passed else ''}"
                          f"/{e['drop'].effect:+.2f}{'*' if e['drop'].passed else ''}")
